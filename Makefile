@@ -1,0 +1,60 @@
+# Executable book: `make book` (paper settings) or `make test` (quick settings + checks).
+# Both create .venv and install `-e .[dev]` on first use.
+SHELL   := bash
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.ibutils-installed
+# `make book QUICK=1` or PROFILE=quick runs the quick profile; the default is the paper's.
+PROFILE ?= $(if $(QUICK),quick,paper)
+NAME    ?=
+PYTEST_ARGS ?=
+
+# The Tishby data file var_u.mat: use ../shared/data when it exists (CI), unless the
+# caller gave IBUTILS_DATA; otherwise the library downloads it into the user cache.
+ifneq ($(wildcard ../shared/data/.),)
+IBUTILS_DATA ?= $(abspath ../shared/data)
+endif
+ifdef IBUTILS_DATA
+export IBUTILS_DATA
+endif
+
+.PHONY: help install test book site chapter pagetest clean
+
+help:
+	@echo "make book [QUICK=1]      execute every chapter (paper or quick profile) and build _build/html"
+	@echo "make test                check the notebooks and run every chapter in the quick profile"
+	@echo "make chapter NAME=01_tanh_vs_relu [PROFILE=quick]   re-run one chapter, rebuild the site"
+	@echo "make site                build _build/html from the chapters executed so far"
+	@echo "make pagetest            browser checks of the built site (needs /usr/bin/chromium)"
+	@echo "make clean               remove _build/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+book: $(STAMP)
+	$(BIN)/python -m ibutils run --profile $(PROFILE)
+	$(BIN)/python -m ibutils build
+
+site: $(STAMP)
+	$(BIN)/python -m ibutils build
+
+chapter: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make chapter NAME=01_tanh_vs_relu [PROFILE=quick]" >&2; exit 2; }
+	$(BIN)/python -m ibutils run $(NAME) --profile $(PROFILE)
+	$(BIN)/python -m ibutils build
+
+pagetest: $(STAMP)
+	$(BIN)/python -m pytest tests/site $(PYTEST_ARGS)
+
+clean:
+	rm -rf _build

@@ -1,0 +1,86 @@
+"""Benchmark of the deep-linear-student trainer in `ibutils.linear` against plain autograd backprop.
+
+    .venv/bin/python benchmarks/bench_linear.py           # Fig. 4 size: 10 seeds, P = Ni = Nh = 100
+    .venv/bin/python benchmarks/bench_linear.py --smoke   # tiny sizes, for CI
+
+Both sides train the same students on the same teachers, data and minibatch order (SGD, batch 5)
+for a short run; the baseline takes one autograd backward pass of the summed loss per step. Prints
+steps per second for each, their ratio, the largest difference in the final weights, and the
+projected wall time of a Fig. 4 run (10^4 epochs). Also times batch GD (P = 400), whose steps cost
+the same for any P. Exits non-zero if the two disagree.
+"""
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from ibutils.linear import Teacher, _rng, init_students, train_students
+
+FULL = dict(seeds=10, n_in=100, hidden=100, n_train=100, epochs=50, bgd_epochs=2000)
+SMOKE = dict(seeds=2, n_in=10, hidden=10, n_train=20, epochs=5, bgd_epochs=50)
+LR, BATCH = 0.01, 5
+
+
+def autograd_baseline(teacher, n_train, hidden, epochs, seeds):
+    """Per-step autograd SGD on L = 1/2 sum ||y - y_hat||^2 with the trainer's shuffles."""
+    w0 = teacher.weights(seeds)
+    x, y = teacher.sample(w0, n_train, seeds)
+    ws = [w.requires_grad_() for w in init_students((teacher.n_in, hidden, teacher.n_out), 1e-3, seeds)]
+    shufflers = [_rng(s, "shuffle") for s in seeds]
+    rows = torch.arange(len(seeds))[:, None]
+    for _ in range(epochs):
+        order = torch.from_numpy(np.stack([g.random(n_train).argsort() for g in shufflers]))
+        for start in range(0, n_train, BATCH):
+            idx = order[:, start : start + BATCH]
+            xb, yb = x[rows, idx], y[rows, idx]
+            loss = 0.5 * ((xb @ ws[0].transpose(1, 2) @ ws[1].transpose(1, 2) - yb) ** 2).sum()
+            loss.backward()
+            with torch.no_grad():
+                for w in ws:
+                    w -= LR * w.grad
+                    w.grad = None
+    return [w.detach().numpy() for w in ws]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes")
+    args = parser.parse_args()
+    size = SMOKE if args.smoke else FULL
+    torch.set_num_threads(1)
+    teacher = Teacher(n_in=size["n_in"])
+    seeds = range(size["seeds"])
+    steps = size["epochs"] * size["n_train"] // BATCH
+
+    start = time.perf_counter()
+    ours = train_students(teacher, size["n_train"], hidden=(size["hidden"],), lr=LR, epochs=size["epochs"],
+                          batch_size=BATCH, seeds=seeds, n_snapshots=2, progress=False).final_weights
+    t_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    base = autograd_baseline(teacher, size["n_train"], size["hidden"], size["epochs"], seeds)
+    t_base = time.perf_counter() - start
+    diff = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(ours, base))
+
+    print(f"SGD batch {BATCH}: {len(seeds)} seeds, {size['n_in']}-{size['hidden']}-1, P = {size['n_train']}, {steps} steps")
+    print(f"  ours      {steps / t_ours:9.0f} steps/s")
+    print(f"  autograd  {steps / t_base:9.0f} steps/s   (ours {t_base / t_ours:.1f}x faster)")
+    print(f"  largest relative difference in final weights: {diff:.1e}")
+    fig4 = 10_000 * size["n_train"] // BATCH
+    print(f"  projected Fig. 4 run (10^4 epochs, {fig4} steps): {fig4 / (steps / t_ours):.0f} s")
+
+    start = time.perf_counter()
+    train_students(teacher, 4 * size["n_train"], hidden=(size["hidden"],), lr=0.02, epochs=size["bgd_epochs"],
+                   seeds=seeds, n_snapshots=2, progress=False)
+    t_bgd = time.perf_counter() - start
+    print(f"batch GD, P = {4 * size['n_train']}: {size['bgd_epochs'] / t_bgd:.0f} epochs/s "
+          f"(10^4 epochs: {1e4 * t_bgd / size['bgd_epochs']:.1f} s)")
+    if diff > 1e-9:
+        print("MISMATCH between the trainer and the autograd baseline", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

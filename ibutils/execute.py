@@ -1,0 +1,328 @@
+"""Execute the chapter notebooks with papermill and build the site.
+
+The committed `book/*.ipynb` carry no outputs. Executed copies go to a mirror tree,
+`_build/src/` (with `_config.yml`, `_toc.yml` and the rest of `book/`), from which
+Jupyter Book builds `_build/html/` with its own execution switched off. Each chapter
+writes its results JSON to `_build/results/<chapter-id>.json`; the build copies those
+files into the site under `_static/results/`.
+
+Used by `make book`, `make chapter`, `make test` (through tests/test_notebooks.py) and
+the CLI `python -m ibutils run|build`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+BUILD = ROOT / "_build"
+SRC = BUILD / "src"  # the mirror that Jupyter Book builds from
+HTML = BUILD / "html"
+RESULTS = BUILD / "results"  # chapters write <chapter-id>.json here
+CACHE = BUILD / "cache"  # npm tarballs fetched at build time
+
+PROFILES = ("quick", "paper")
+DEFAULT_TIMEOUT = 4 * 3600  # seconds per cell; the paper profile trains for a while
+MPL_INLINE = "module://matplotlib_inline.backend_inline"
+
+# JavaScript that the site serves itself instead of loading it from a CDN.
+NPM_WIDGETS = ("@jupyter-widgets/html-manager@1.0.6", "requirejs@2.3.8")
+NPM_MATHJAX = "mathjax@3.2.2"
+
+_STAGED_FILES = ("_config.yml", "_toc.yml")
+
+
+# ----------------------------------------------------------------------------- chapters
+def notebooks() -> list[Path]:
+    """All chapter notebooks, in chapter order (their `NN_` prefix)."""
+    return sorted(BOOK.glob("*.ipynb"))
+
+
+def chapter_id(nb: Path | str) -> str:
+    """`book/01_tanh_vs_relu.ipynb` -> `tanh_vs_relu` (the name of its results JSON)."""
+    stem = Path(nb).stem
+    head, sep, tail = stem.partition("_")
+    return tail if sep and head.isdigit() else stem
+
+
+def results_path(nb: Path | str) -> Path:
+    return RESULTS / f"{chapter_id(nb)}.json"
+
+
+def select(names: list[str] | None) -> list[Path]:
+    """Chapters matching `names`: `01_tanh_vs_relu`, `tanh_vs_relu`, `01`, or a path."""
+    nbs = notebooks()
+    if not names:
+        return nbs
+    chosen: list[Path] = []
+    for name in names:
+        key = Path(name).stem
+        hits = [nb for nb in nbs if key in (nb.stem, chapter_id(nb), nb.stem.split("_", 1)[0])]
+        if not hits:
+            known = ", ".join(nb.stem for nb in nbs) or "none"
+            raise SystemExit(f"no chapter matches {name!r} (chapters: {known})")
+        chosen += [nb for nb in hits if nb not in chosen]
+    return chosen
+
+
+# ------------------------------------------------------------------------------ staging
+def _placeholder(nb: Path, dst: Path) -> None:
+    """Copy an unexecuted source so the site still builds, with a note saying so."""
+    import nbformat
+
+    doc = nbformat.read(nb, as_version=4)
+    note = nbformat.v4.new_markdown_cell(
+        ":::{note}\nThis chapter has not been executed in this build. Run\n"
+        f"`make chapter NAME={nb.stem}` (or `make book`) to fill in its results.\n:::"
+    )
+    note.metadata["tags"] = ["ibutils-placeholder"]
+    # after the title cell, so the page keeps its heading
+    at = 1 if doc.cells and doc.cells[0].cell_type == "markdown" else 0
+    doc.cells.insert(at, note)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(doc, dst)
+
+
+def stage(fresh: bool = True) -> Path:
+    """Lay out the mirror `_build/src`: config, toc and `book/` without notebooks.
+
+    fresh=True wipes the mirror's `book/` first (a full run). fresh=False refreshes the
+    config and text files but keeps chapters already executed there (a single-chapter
+    run). Either way, every chapter without an executed copy gets its unexecuted source
+    with a note, so that the toc is complete and the site builds.
+    """
+    SRC.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in _STAGED_FILES:
+        shutil.copy2(ROOT / name, SRC / name)
+    if fresh:
+        shutil.rmtree(SRC / "book", ignore_errors=True)
+    shutil.copytree(
+        BOOK,
+        SRC / "book",
+        ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "__pycache__"),
+        dirs_exist_ok=True,
+    )
+    sources = {nb.name for nb in notebooks()}
+    for old in (SRC / "book").glob("*.ipynb"):  # chapters removed from book/
+        if old.name not in sources:
+            old.unlink()
+    for nb in notebooks():
+        dst = SRC / "book" / nb.name
+        if not dst.exists():
+            _placeholder(nb, dst)
+    return SRC
+
+
+# ---------------------------------------------------------------------------- execution
+def kernel_env() -> dict[str, str]:
+    """Environment variables the chapter kernels need; also applied to os.environ."""
+    env = {
+        # An inherited MPLBACKEND=Agg would silently drop every figure from the book.
+        "MPLBACKEND": MPL_INLINE,
+        "IBUTILS_RESULTS_DIR": str(RESULTS),
+    }
+    data = os.environ.get("IBUTILS_DATA")
+    if data:
+        env["IBUTILS_DATA"] = str(Path(data).expanduser().resolve())  # kernels run in book/
+    elif (ROOT.parent / "shared" / "data").is_dir():
+        env["IBUTILS_DATA"] = str((ROOT.parent / "shared" / "data").resolve())
+    os.environ.update(env)
+    return env
+
+
+def _tag_injected(path: Path) -> None:
+    """Hide papermill's injected `# Parameters` cell on the site (tag `remove-cell`)."""
+    import nbformat
+
+    if not path.exists():
+        return
+    doc = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in doc.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            changed = True
+    if changed:
+        nbformat.write(doc, path)
+
+
+def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAULT_TIMEOUT) -> Path:
+    """Execute one chapter into the mirror; raises on any cell error.
+
+    The kernel runs with cwd = `book/` and `profile` injected as a papermill parameter.
+    Its stale results JSON is removed first, so a chapter that fails to write one is seen.
+    """
+    import papermill as pm
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+    nb = Path(nb).resolve()
+    kernel_env()
+    dst = SRC / "book" / nb.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    results_path(nb).unlink(missing_ok=True)
+    try:
+        pm.execute_notebook(
+            str(nb),
+            str(dst),
+            parameters={"profile": profile},
+            kernel_name="python3",
+            language="python",
+            cwd=str(nb.parent),
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    finally:
+        _tag_injected(dst)
+    return dst
+
+
+def run(names: list[str] | None = None, profile: str = "paper",
+        timeout: int | None = DEFAULT_TIMEOUT) -> int:
+    """Execute the chosen chapters (all when `names` is empty); 0 when all succeeded."""
+    chosen = select(names)
+    stage(fresh=not names)
+    failed = []
+    total = time.perf_counter()
+    for nb in chosen:
+        t0 = time.perf_counter()
+        try:
+            run_one(nb, profile=profile, timeout=timeout)
+            status = "ok"
+        except Exception as exc:  # noqa: BLE001 - report every chapter, then fail
+            failed.append(nb.stem)
+            lines = str(exc).strip().splitlines()
+            status = f"FAILED: {type(exc).__name__}: {lines[-1] if lines else ''}"
+        print(f"{nb.relative_to(ROOT)} [{profile}]: {time.perf_counter() - t0:7.1f} s  {status}", flush=True)
+    print(f"{len(chosen)} chapter(s) in {time.perf_counter() - total:.1f} s; "
+          f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}", flush=True)
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------- build
+def _npm_unpack(spec: str) -> Path:
+    """`npm pack <spec>` into _build/cache/npm (once) and unpack it; returns `package/`."""
+    cache = CACHE / "npm"
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = spec.lstrip("@").replace("/", "-").replace("@", "-")
+    target = cache / stem
+    if not (target / "package").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError(f"npm is needed to fetch {spec} for the site")
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            out = subprocess.run([npm, "pack", spec, "--silent"], cwd=tmp, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            tgz = Path(tmp) / out[-1]
+            with tarfile.open(tgz) as tar:
+                tar.extractall(Path(tmp) / "x", filter="data")
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(str(Path(tmp) / "x"), target)
+    return target / "package"
+
+
+def _has_widget_state() -> bool:
+    import nbformat
+
+    for nb in (SRC / "book").glob("*.ipynb"):
+        state = nbformat.read(nb, as_version=4).metadata.get("widgets", {})
+        if any(v.get("state") for v in state.values() if isinstance(v, dict)):
+            return True
+    return False
+
+
+def vendor_js() -> None:
+    """Put the JS the pages need under the mirror's `_static/` (never from a CDN).
+
+    - MathJax 3 (Sphinx's math renderer), trimmed to the CHTML output;
+    - the ipywidgets embed manager and require.js, only when a chapter saved widget state.
+    """
+    static = SRC / "book" / "_static"
+    shutil.rmtree(static / "widgets", ignore_errors=True)
+    mj = static / "mathjax"
+    if not (mj / "tex-mml-chtml.js").exists():
+        es5 = _npm_unpack(NPM_MATHJAX) / "es5"
+        shutil.rmtree(mj, ignore_errors=True)
+        shutil.copytree(es5, mj, ignore=shutil.ignore_patterns(
+            "sre", "svg", "svg.js", "*-svg*.js", "*-full*.js", "node-main.js"))
+    if _has_widget_state():
+        widgets = static / "widgets"
+        widgets.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(_npm_unpack(NPM_WIDGETS[1]) / "require.js", widgets / "require.js")
+        dist = _npm_unpack(NPM_WIDGETS[0]) / "dist"
+        for f in dist.glob("*.js"):  # embed-amd.js and the chunks it loads beside it
+            if f.name not in ("embed.js", "libembed-amd.js"):  # other bundles, unused
+                shutil.copy2(f, widgets / f.name)
+
+
+_WIDGET_FONTS = ("*.woff", "*.woff2", "*.ttf", "*.eot", "*.svg")
+
+
+def place_widget_fonts() -> None:
+    """The embed manager asks for its Font Awesome files relative to the *page*, at
+    `<page dir>/@jupyter-widgets/html-manager/dist/` and `<page dir>/@jupyter-widgets/`
+    (its bundled modules disagree); put them in both places after the build."""
+    if not (SRC / "book" / "_static" / "widgets" / "embed-amd.js").exists():
+        return
+    dist = _npm_unpack(NPM_WIDGETS[0]) / "dist"
+    dirs = {page.parent for page in HTML.rglob("*.html")
+            if "widgets/embed-amd.js" in page.read_text(encoding="utf-8", errors="replace")}
+    for d in dirs:
+        for dst in (d / "@jupyter-widgets", d / "@jupyter-widgets" / "html-manager" / "dist"):
+            dst.mkdir(parents=True, exist_ok=True)
+            for pattern in _WIDGET_FONTS:
+                for f in dist.glob(pattern):
+                    shutil.copy2(f, dst / f.name)
+
+
+def stage_results() -> Path:
+    """Copy the chapters' results JSON into the site's `_static/results/`."""
+    dst = SRC / "book" / "_static" / "results"
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    for nb in notebooks():  # only current chapters' records, not leftovers
+        f = results_path(nb)
+        if f.exists():
+            shutil.copy2(f, dst / f.name)
+    return dst
+
+
+def build(strict: bool = True) -> int:
+    """Build `_build/html` from the mirror with Jupyter Book; returns its exit code."""
+    stage(fresh=False)  # picks up edited text pages, config and toc; keeps executed chapters
+    vendor_js()
+    stage_results()
+    shutil.rmtree(HTML, ignore_errors=True)  # no stale pages of removed chapters
+    exe = Path(sys.executable).with_name("jupyter-book")
+    # --all: a few seconds more, but pages never go stale when only the toolchain changed
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(SRC), "--path-output", str(ROOT),
+           "--all"]
+    if strict:
+        cmd += ["-W", "--keep-going"]
+    t0 = time.perf_counter()
+    rc = subprocess.run(cmd, cwd=ROOT).returncode
+    if HTML.is_dir():
+        place_widget_fonts()
+    print(f"site build: {time.perf_counter() - t0:.1f} s, exit {rc} -> {HTML / 'index.html'}", flush=True)
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ibutils.__main__ import main as cli
+
+    return cli(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""A vectorised ensemble trainer: S seeds of the same small MLP trained at once.
+
+All models' parameters live in one flat buffer, layer-major, so layer l's weights are a
+contiguous `[S, fan_in, fan_out]` view. A training step is a handful of batched matmuls
+(`torch.bmm`) with a hand-written backward pass and a fused Adam/SGD update over the whole
+buffer: the Python overhead per step is independent of S.
+
+Seed `s` of an ensemble gets its own random generator for the initial weights and the
+per-epoch shuffles, so its run does not depend on which other seeds train alongside it.
+
+The trainer knows nothing about information: at snapshot epochs it records the metrics,
+optionally keeps a copy of the parameters, and calls the `on_snapshot` hooks with the
+activations of every layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import ibutils
+
+ACTIVATIONS = ("tanh", "relu", "softsign", "softplus", "sigmoid", "linear")
+INITS = ("fan_in", "fan_out", "glorot")
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _activate(name: str, z: torch.Tensor) -> torch.Tensor:
+    if name == "tanh":
+        return torch.tanh(z)
+    if name == "relu":
+        return torch.relu(z)
+    if name == "softsign":
+        return torch.nn.functional.softsign(z)
+    if name == "softplus":
+        return torch.nn.functional.softplus(z)
+    if name == "sigmoid":
+        return torch.sigmoid(z)
+    return z
+
+
+def _derivative(name: str, h: torch.Tensor) -> torch.Tensor | None:
+    """f'(z) written in terms of h = f(z), so the forward pass need not keep z.
+
+    None means the derivative is 1 (linear).
+    """
+    if name == "tanh":
+        return 1 - h * h
+    if name == "relu":
+        return (h > 0).to(h.dtype)
+    if name == "softsign":
+        return (1 - h.abs()).square()
+    if name == "softplus":
+        return -torch.expm1(-h)
+    if name == "sigmoid":
+        return h * (1 - h)
+    return None
+
+
+def log_spaced_epochs(epochs: int, n: int) -> np.ndarray:
+    """About `n` distinct snapshot epochs in [0, epochs], log-spaced, with 0 and `epochs`.
+
+    Epoch e means "after e epochs of training"; 0 is the initial network.
+    """
+    if epochs < 0 or n < 2:
+        raise ValueError(f"need epochs >= 0 and n >= 2, got epochs={epochs}, n={n}")
+    grid = np.unique(np.rint(np.logspace(0, math.log10(epochs + 1), n)).astype(np.int64) - 1)
+    return np.union1d(grid, [0, epochs])
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train an ensemble of MLPs with a softmax output and cross-entropy loss.
+
+    `hidden` are the hidden widths (input and output widths come from the data).
+    `batch_size=None` means full-batch gradient descent. `init` is a truncated normal
+    (at 2 std) with std 1/sqrt(fan_in) (IDNNs) or 1/sqrt(fan_out) (ibsgd), or Glorot-uniform;
+    biases start at 0.
+    """
+
+    hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
+    activation: str = "tanh"
+    epochs: int = 10_000
+    batch_size: int | None = 256
+    optimizer: str = "adam"
+    lr: float = 4e-4
+    init: str = "fan_in"
+    snapshots: int = 300
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not self.hidden or any(int(w) < 1 for w in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def snapshot_epochs(self) -> np.ndarray:
+        return log_spaced_epochs(self.epochs, self.snapshots)
+
+
+class Ensemble:
+    """S MLPs of one architecture: weights `[S, fan_in, fan_out]`, biases `[S, 1, fan_out]`.
+
+    `sizes` lists every layer width, input first, output (softmax classes) last.
+    """
+
+    def __init__(self, sizes: Sequence[int], n_models: int, activation: str,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        self.sizes, self.n_models, self.activation = tuple(sizes), n_models, activation
+        self.device = torch.device(device) if device is not None else ibutils.default_device()
+        shapes = [(n_models, a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        shapes += [(n_models, 1, b) for b in sizes[1:]]
+        self.params = torch.zeros(sum(math.prod(s) for s in shapes), device=self.device, dtype=dtype)
+        self.grad = torch.zeros_like(self.params)
+        views = _split(self.params, shapes)
+        grads = _split(self.grad, shapes)
+        n = len(sizes) - 1
+        self.weights, self.biases = views[:n], views[n:]
+        self.weight_grads, self.bias_grads = grads[:n], grads[n:]
+
+    def initialise(self, seeds: Sequence[int], scheme: str = "fan_in") -> "Ensemble":
+        """Draw every model's weights from its own generator, seeded by `seeds[s]`; zero biases."""
+        if len(seeds) != self.n_models:
+            raise ValueError(f"seeds must have one entry per model ({self.n_models}), got {len(seeds)}")
+        self.params.zero_()
+        for s, seed in enumerate(seeds):
+            gen = torch.Generator().manual_seed(int(seed))
+            for w in self.weights:
+                fan_in, fan_out = w.shape[1:]
+                sample = torch.empty(fan_in, fan_out)
+                if scheme == "glorot":
+                    limit = math.sqrt(6 / (fan_in + fan_out))
+                    sample.uniform_(-limit, limit, generator=gen)
+                else:
+                    std = 1 / math.sqrt(fan_in if scheme == "fan_in" else fan_out)
+                    torch.nn.init.trunc_normal_(sample, 0.0, std, -2 * std, 2 * std, generator=gen)
+                w[s].copy_(sample)
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Activations of every layer for input `x` (`[N, d]` shared, or `[S, N, d]`).
+
+        Returns a list, one `[S, N, width]` tensor per layer: the hidden activations, then
+        the softmax probabilities of the output layer.
+        """
+        h, out = x, []
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
+            h = torch.softmax(z, -1) if l == len(self.weights) - 1 else _activate(self.activation, z)
+            out.append(h)
+        return out
+
+    def backward(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
+        """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.
+
+        `x` is `[S, B, d]`, `onehot` is `[S, B, classes]`.
+        """
+        hs = [x, *self.forward(x)]
+        dz = (hs[-1] - onehot).mul_(1.0 / x.shape[1])
+        for l in range(len(self.weights) - 1, -1, -1):
+            torch.bmm(hs[l].transpose(1, 2), dz, out=self.weight_grads[l])
+            torch.sum(dz, dim=1, keepdim=True, out=self.bias_grads[l])
+            if l:
+                dz = torch.bmm(dz, self.weights[l].transpose(1, 2))
+                deriv = _derivative(self.activation, hs[l])
+                if deriv is not None:
+                    dz.mul_(deriv)
+
+    def load(self, flat: torch.Tensor) -> "Ensemble":
+        self.params.copy_(flat)
+        return self
+
+
+def _split(flat: torch.Tensor, shapes) -> list[torch.Tensor]:
+    views, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        views.append(flat[start:start + size].view(shape))
+        start += size
+    return views
+
+
+class _Adam:
+    """Adam over a flat buffer, with PyTorch's update rule and defaults (beta 0.9/0.999, eps 1e-8)."""
+
+    def __init__(self, params, grad, lr, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.grad, self.lr, self.betas, self.eps = params, grad, lr, betas, eps
+        self.m, self.v, self.denom = torch.zeros_like(params), torch.zeros_like(params), torch.empty_like(params)
+        self.t = 0
+
+    def step(self):
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.lerp_(self.grad, 1 - b1)
+        self.v.mul_(b2).addcmul_(self.grad, self.grad, value=1 - b2)
+        torch.sqrt(self.v, out=self.denom).div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps)
+        self.params.addcdiv_(self.m, self.denom, value=-self.lr / (1 - b1 ** self.t))
+
+
+class _SGD:
+    def __init__(self, params, grad, lr):
+        self.params, self.grad, self.lr = params, grad, lr
+
+    def step(self):
+        self.params.add_(self.grad, alpha=-self.lr)
+
+
+@dataclass
+class Run:
+    """What training recorded. Arrays are `[snapshots, seeds]` unless noted.
+
+    `params` is `[snapshots, n_params]` (all seeds' flat buffers, on the CPU) when kept;
+    `Run.ensemble(k)` rebuilds the networks of snapshot k.
+    """
+
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    sizes: tuple[int, ...]
+    epochs: np.ndarray
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    params: torch.Tensor | None = field(default=None, repr=False)
+
+    def ensemble(self, k: int, device: torch.device | str | None = None) -> Ensemble:
+        if self.params is None:
+            raise ValueError("this run kept no parameters (train with keep_params=True)")
+        net = Ensemble(self.sizes, len(self.seeds), self.config.activation, device=device)
+        return net.load(self.params[k].to(net.device))
+
+
+def _metrics(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean cross-entropy (nats) and accuracy of each model on its rows `idx` (`[S, n]`)."""
+    p = torch.gather(probs, 1, idx.unsqueeze(-1).expand(-1, -1, probs.shape[-1]))
+    labels = y[idx]
+    p_true = torch.gather(p, 2, labels.unsqueeze(-1)).squeeze(-1)
+    loss = -torch.log(p_true.clamp_min(1e-30)).mean(1)
+    acc = (p.argmax(-1) == labels).float().mean(1)
+    return loss.cpu().numpy(), acc.cpu().numpy()
+
+
+def _shuffles(generators, n: int, n_epochs: int, device) -> torch.Tensor:
+    """Per-seed permutations of range(n) for `n_epochs` epochs: `[n_epochs, S, n]`."""
+    keys = torch.stack([torch.rand(n_epochs, n, generator=g) for g in generators], dim=1)
+    return keys.argsort(-1).to(device)
+
+
+def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
+          device: torch.device | str | None = None, keep_params: bool = True,
+          on_snapshot: Sequence[Callable[[int, list[torch.Tensor]], None]] = (),
+          progress: bool = True) -> Run:
+    """Train one model per seed on its own rows of (`x`, `y`) and record snapshots.
+
+    Parameters
+    ----------
+    x : `[N, d]` float inputs, the pool every split indexes into.
+    y : `[N]` int class labels in 0..C-1.
+    train_idx, test_idx : `[S, n_train]`, `[S, n_test]` row indices per seed.
+    config : the architecture, optimiser and schedule.
+    seeds : S integers; seed s initialises and shuffles model s.
+    keep_params : keep a CPU copy of all parameters at every snapshot (`Run.params`).
+    on_snapshot : hooks called as `hook(epoch, activations)` with the activations of
+        every layer on all N rows of `x`, each `[S, N, width]`.
+
+    Minibatches: each epoch, each seed shuffles its training rows and takes consecutive
+    batches of `config.batch_size` (the last one smaller); `None` is full batch.
+    """
+    device = torch.device(device) if device is not None else ibutils.default_device()
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=device)
+    train_idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.int64, device=device)
+    test_idx = torch.as_tensor(np.asarray(test_idx), dtype=torch.int64, device=device)
+    seeds = tuple(int(s) for s in seeds)
+    if x.dim() != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x must be [N, d] and y [N]; got x {tuple(x.shape)}, y {tuple(y.shape)}")
+    if train_idx.dim() != 2 or train_idx.shape[0] != len(seeds) or test_idx.shape[0] != len(seeds):
+        raise ValueError(f"train_idx and test_idx must be [S, n] with S = len(seeds) = {len(seeds)}")
+    n_classes = int(y.max()) + 1
+    sizes = (x.shape[1], *config.hidden, n_classes)
+    n_seeds, n_train = train_idx.shape
+
+    net = Ensemble(sizes, n_seeds, config.activation, device=device).initialise(seeds, config.init)
+    opt = (_Adam if config.optimizer == "adam" else _SGD)(net.params, net.grad, config.lr)
+    onehot = torch.nn.functional.one_hot(y, n_classes).float()
+    x_train, onehot_train = x[train_idx], onehot[train_idx]  # [S, n_train, d], [S, n_train, C]
+    offsets = (torch.arange(n_seeds, device=device) * n_train).unsqueeze(1)
+    batch = n_train if config.batch_size is None else min(config.batch_size, n_train)
+    shuffle = batch < n_train
+    generators = [torch.Generator().manual_seed(s + 1_000_003) for s in seeds]
+
+    snap_epochs = config.snapshot_epochs()
+    record = {key: [] for key in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    kept = []
+
+    def snapshot(epoch: int) -> None:
+        with torch.no_grad():
+            acts = net.forward(x)
+        for key, idx in (("train", train_idx), ("test", test_idx)):
+            loss, acc = _metrics(acts[-1], y, idx)
+            record[f"{key}_loss"].append(loss)
+            record[f"{key}_acc"].append(acc)
+        if keep_params:
+            kept.append(net.params.detach().cpu().clone())
+        for hook in on_snapshot:
+            hook(epoch, acts)
+
+    snapshot(0)
+    next_snap = 1
+    block = 64
+    perms = None
+    for epoch in tqdm(range(1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
+                      disable=not progress, mininterval=1.0):
+        if shuffle:
+            if (epoch - 1) % block == 0:
+                perms = _shuffles(generators, n_train, min(block, config.epochs - epoch + 1), device)
+            rows = (perms[(epoch - 1) % block] + offsets).view(-1)
+            xs = x_train.view(-1, x.shape[1]).index_select(0, rows).view(n_seeds, n_train, -1)
+            ys = onehot_train.view(-1, n_classes).index_select(0, rows).view(n_seeds, n_train, -1)
+        else:
+            xs, ys = x_train, onehot_train
+        for start in range(0, n_train, batch):
+            net.backward(xs[:, start:start + batch], ys[:, start:start + batch])
+            opt.step()
+        if next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]:
+            snapshot(epoch)
+            next_snap += 1
+
+    return Run(config=config, seeds=seeds, sizes=sizes, epochs=snap_epochs,
+               params=torch.stack(kept) if keep_params else None,
+               **{key: np.stack(values) for key, values in record.items()})

@@ -1,0 +1,375 @@
+"""Tests for ibutils.linear: exact Gaussian information, exact test error, teacher, trainer.
+
+Closed forms and exact cases first; then independent routes (joint-covariance determinants in
+NumPy, Monte-Carlo from samples) so that no test just re-evaluates the module's own formula.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ibutils.linear import (
+    Teacher,
+    expected_test_error,
+    gaussian_channel,
+    gaussian_label_information,
+    init_students,
+    log_epochs,
+    subspace_information,
+    train_students,
+)
+
+
+def half_log2det(m):
+    return 0.5 * np.linalg.slogdet(m)[1] / math.log(2)
+
+
+def random_cov(rng, n):
+    a = rng.standard_normal((n, n))
+    return a @ a.T / n + 0.2 * np.eye(n)
+
+
+def joint_mi_bits(cov, a, b):
+    """I(A;B) = 1/2 log2(|S_A||S_B|/|S_AB|) from a joint covariance and index lists a, b."""
+    ab = list(a) + list(b)
+    return half_log2det(cov[np.ix_(a, a)]) + half_log2det(cov[np.ix_(b, b)]) - half_log2det(cov[np.ix_(ab, ab)])
+
+
+def joint_cov_tx(w, cov_x, noise_var):
+    """Covariance of (T, X) for T = W X + Z: [[W S W^T + s I, W S], [S W^T, S]]."""
+    n_t = w.shape[0]
+    top = np.hstack([w @ cov_x @ w.T + noise_var * np.eye(n_t), w @ cov_x])
+    return np.vstack([top, np.hstack([cov_x @ w.T, cov_x])])
+
+
+# ---------------------------------------------------------------------------------------------
+# gaussian_channel
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("w, var_x, noise_var", [(0.7, 2.0, 1.0), (3.0, 0.01, 0.5), (0.0, 1.0, 1.0)])
+def test_channel_scalar_closed_form(w, var_x, noise_var):
+    expected = 0.5 * math.log2(1 + w**2 * var_x / noise_var)
+    assert gaussian_channel([[w]], var_x, noise_var) == pytest.approx(expected, abs=1e-14)
+
+
+def test_channel_orthogonal_closed_form():
+    # W = sqrt(s) Q with Q orthogonal, cov_x = c I: n/2 log2(1 + s c / noise_var)
+    n, s, c, noise_var = 7, 3.0, 0.1, 0.4
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))
+    assert gaussian_channel(math.sqrt(s) * q, c, noise_var) == pytest.approx(n / 2 * math.log2(1 + s * c / noise_var), rel=1e-12)
+
+
+def test_channel_rank_deficient():
+    rng = np.random.default_rng(1)
+    u, v = rng.standard_normal((6, 1)), rng.standard_normal((4, 1))
+    # rank one, more outputs than inputs: 1/2 log2(1 + |u|^2 |v|^2 / noise_var) for cov_x = I
+    expected = 0.5 * math.log2(1 + (u**2).sum() * (v**2).sum() / 2.0)
+    assert gaussian_channel(u @ v.T, np.eye(4), 2.0) == pytest.approx(expected, rel=1e-12)
+    assert gaussian_channel(np.zeros((3, 5)), 1.0) == 0.0
+    # tall W = [A; 0] carries exactly what A carries
+    a = rng.standard_normal((2, 3))
+    assert gaussian_channel(np.vstack([a, np.zeros((4, 3))]), 0.5) == pytest.approx(gaussian_channel(a, 0.5), rel=1e-13)
+
+
+def test_channel_general_cov_and_batch():
+    rng = np.random.default_rng(2)
+    cov = random_cov(rng, 4)
+    w = rng.standard_normal((3, 2, 4))
+    got = gaussian_channel(w, cov, 0.7)
+    assert got.shape == (3,)
+    for i in range(3):
+        assert got[i] == pytest.approx(joint_mi_bits(joint_cov_tx(w[i], cov, 0.7), [0, 1], [2, 3, 4, 5]), rel=1e-10)
+    # torch input gives the same values
+    np.testing.assert_allclose(gaussian_channel(torch.from_numpy(w), cov, 0.7), got, rtol=1e-14)
+
+
+def test_channel_monte_carlo_mixture_density():
+    """I = E[log p(t|x) - log p(t)] with p(t) the exact mixture over fresh x_j: no Gaussian marginal used."""
+    rng = np.random.default_rng(3)
+    w, noise_var, n = np.array([[1.2, -0.5], [0.3, 0.9]]), 0.5, 3000
+    x = rng.standard_normal((n, 2))
+    t = x @ w.T + math.sqrt(noise_var) * rng.standard_normal((n, 2))
+    centres = rng.standard_normal((n, 2)) @ w.T
+    log_cond = -((t - x @ w.T) ** 2).sum(1) / (2 * noise_var)
+    d2 = ((t[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    log_marg = np.log(np.exp(-d2 / (2 * noise_var)).mean(1))
+    estimate = (log_cond - log_marg).mean() / math.log(2)
+    assert estimate == pytest.approx(gaussian_channel(w, 1.0, noise_var), abs=0.05)
+
+
+def test_channel_monte_carlo_sample_covariance():
+    rng = np.random.default_rng(4)
+    w, cov = rng.standard_normal((2, 3)), random_cov(rng, 3)
+    x = rng.multivariate_normal(np.zeros(3), cov, size=1_000_000)
+    t = x @ w.T + rng.standard_normal((1_000_000, 2))
+    estimate = half_log2det(np.cov(t.T)) - half_log2det(np.cov((t - x @ w.T).T))
+    assert estimate == pytest.approx(gaussian_channel(w, cov), abs=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# gaussian_label_information
+# ---------------------------------------------------------------------------------------------
+
+
+def test_label_information_perfect_student():
+    # T = W0 X + Z and Y = W0 X + eps: two noisy copies of the signal s = W0 S W0^T
+    rng = np.random.default_rng(5)
+    w0, var_x, noise_var, out_var = rng.standard_normal((1, 10)), 0.1, 1.0, 0.5
+    s = float((w0 @ w0.T)[0, 0]) * var_x
+    rho2 = s**2 / ((s + noise_var) * (s + out_var))
+    assert gaussian_label_information(w0, w0, var_x, noise_var, out_var) == pytest.approx(-0.5 * math.log2(1 - rho2), rel=1e-12)
+    # a noiseless perfect student knows all the input tells about Y: I(X;Y) = 1/2 log2(1 + s / out_var)
+    big = gaussian_label_information(w0, w0, var_x, 1e-9, out_var)
+    assert big == pytest.approx(0.5 * math.log2(1 + s / out_var), rel=1e-7)
+
+
+def test_label_information_exact_cases_and_joint_route():
+    rng = np.random.default_rng(6)
+    w0 = np.array([[1.0, 0.0, 0.0]])
+    assert gaussian_label_information(np.array([[0.0, 2.0, -1.0]]), w0, 1.0) == pytest.approx(0.0, abs=1e-15)
+    assert gaussian_label_information(np.zeros((4, 3)), w0, 1.0) == pytest.approx(0.0, abs=1e-15)
+    cov = random_cov(rng, 5)
+    w, w0 = rng.standard_normal((3, 5)), rng.standard_normal((2, 5))
+    # joint covariance of (T, Y) (SPEC 2.4 / App. G with cov_x restored)
+    s_t = w @ cov @ w.T + 0.8 * np.eye(3)
+    s_y = w0 @ cov @ w0.T + 0.3 * np.eye(2)
+    joint = np.block([[s_t, w @ cov @ w0.T], [w0 @ cov @ w.T, s_y]])
+    expected = joint_mi_bits(joint, [0, 1, 2], [3, 4])
+    got = gaussian_label_information(w, w0, cov, 0.8, 0.3)
+    assert got == pytest.approx(expected, rel=1e-10)
+    # data processing: I(T;Y) <= min(I(T;X), I(X;Y))
+    assert got <= min(gaussian_channel(w, cov, 0.8), gaussian_channel(w0, cov, 0.3))
+
+
+def test_label_information_broadcasts_over_seeds():
+    rng = np.random.default_rng(7)
+    w, w0 = rng.standard_normal((4, 3, 6)), rng.standard_normal((4, 1, 6))
+    got = gaussian_label_information(w, w0, 1 / 6)
+    assert got.shape == (4,)
+    assert got[2] == pytest.approx(gaussian_label_information(w[2], w0[2], 1 / 6), rel=1e-13)
+
+
+# ---------------------------------------------------------------------------------------------
+# subspace_information
+# ---------------------------------------------------------------------------------------------
+
+
+def test_subspace_limits():
+    rng = np.random.default_rng(8)
+    w, cov = rng.standard_normal((3, 5)), random_cov(rng, 5)
+    assert subspace_information(w, cov, range(5)) == pytest.approx(gaussian_channel(w, cov), rel=1e-13)
+    assert subspace_information(w, cov, []) == 0.0
+    assert subspace_information(w, cov, np.zeros(5, bool)) == 0.0
+
+
+def test_subspace_against_joint_covariance_and_chain_rule():
+    rng = np.random.default_rng(9)
+    n_t, n_in, noise_var = 3, 6, 0.6
+    w, cov = rng.standard_normal((n_t, n_in)), random_cov(rng, n_in)  # correlated blocks
+    s, r = [1, 4], [0, 2, 3, 5]
+    joint = joint_cov_tx(w, cov, noise_var)  # order: T (0..2), X (3..8)
+    t_idx, xs, xr = list(range(n_t)), [n_t + i for i in s], [n_t + i for i in r]
+    i_s = subspace_information(w, cov, s, noise_var)
+    assert i_s == pytest.approx(joint_mi_bits(joint, t_idx, xs), rel=1e-10)
+    # I(T;X_R|X_S) = 1/2 log2(|S_TS| |S_RS| / (|S_S| |S_TRS|)), from the joint covariance alone
+    sub = lambda idx: half_log2det(joint[np.ix_(idx, idx)])
+    conditional = sub(t_idx + xs) + sub(xr + xs) - sub(xs) - sub(t_idx + xr + xs)
+    assert i_s + conditional == pytest.approx(gaussian_channel(w, cov, noise_var), rel=1e-10)
+
+
+def test_subspace_independent_blocks_formula_and_symmetry():
+    rng = np.random.default_rng(10)
+    w, var_x, noise_var = rng.standard_normal((4, 7)), 1 / 7, 1.0
+    mask = np.array([1, 1, 0, 0, 1, 0, 0], bool)
+    # SPEC 2.4: 1/2 log|S_T| - 1/2 log|W_R S_RR W_R^T + s I| for independent blocks
+    s_t = var_x * w @ w.T + noise_var * np.eye(4)
+    w_r = w[:, ~mask]
+    expected = half_log2det(s_t) - half_log2det(var_x * w_r @ w_r.T + noise_var * np.eye(4))
+    assert subspace_information(w, var_x, mask, noise_var) == pytest.approx(expected, rel=1e-12)
+    assert subspace_information(w, var_x, np.flatnonzero(mask), noise_var) == pytest.approx(expected, rel=1e-14)
+    # permuting input coordinates (columns of W, rows/cols of cov_x, the subset) changes nothing
+    cov = random_cov(rng, 7)
+    perm = rng.permutation(7)
+    before = subspace_information(w, cov, mask, noise_var)
+    after = subspace_information(w[:, perm], cov[np.ix_(perm, perm)], mask[perm], noise_var)
+    assert after == pytest.approx(before, rel=1e-11)
+    # batched over leading dimensions
+    wb = rng.standard_normal((2, 3, 4, 7))
+    got = subspace_information(wb, cov, mask, noise_var)
+    assert got.shape == (2, 3)
+    assert got[1, 2] == pytest.approx(subspace_information(wb[1, 2], cov, mask, noise_var), rel=1e-13)
+
+
+def test_subspace_monte_carlo_sample_covariance():
+    rng = np.random.default_rng(11)
+    w, cov = rng.standard_normal((2, 3)), random_cov(rng, 3)
+    x = rng.multivariate_normal(np.zeros(3), cov, size=1_000_000)
+    t = x @ w.T + rng.standard_normal((1_000_000, 2))
+    estimate = joint_mi_bits(np.cov(np.hstack([t, x[:, :1]]).T), [0, 1], [2])
+    assert estimate == pytest.approx(subspace_information(w, cov, [0]), abs=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# expected_test_error
+# ---------------------------------------------------------------------------------------------
+
+
+def test_expected_test_error_closed_form():
+    rng = np.random.default_rng(12)
+    w, w0 = rng.standard_normal((1, 20)), rng.standard_normal((1, 20))
+    assert expected_test_error(w, w0, 1 / 20, 0.7) == pytest.approx(((w0 - w) ** 2).sum() / 20 + 0.7, rel=1e-13)
+    assert expected_test_error(w0, w0, 1 / 20, 0.7) == pytest.approx(0.7, rel=1e-15)
+
+
+def test_expected_test_error_against_fresh_samples():
+    teacher = Teacher(n_in=10, n_out=2, snr=2.0)
+    seeds = [0, 1]
+    w0 = teacher.weights(seeds)
+    w = w0 + 0.8 * torch.randn(w0.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x, y = teacher.sample(w0, 200_000, seeds, "test")
+    empirical = ((y - x @ w.transpose(1, 2)) ** 2).sum(-1).mean(-1).numpy()
+    np.testing.assert_allclose(empirical, teacher.test_error(w, w0), rtol=0.015)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher
+# ---------------------------------------------------------------------------------------------
+
+
+def test_teacher_weights_and_data():
+    teacher = Teacher(n_in=10, n_out=1, snr=4.0, sigma_w=2.0, n_relevant=3)
+    assert teacher.output_noise_var == 1.0 and teacher.input_var == 0.1
+    np.testing.assert_array_equal(teacher.relevant, np.arange(10) < 3)
+    w0 = teacher.weights([5, 6])
+    assert w0.shape == (2, 1, 10) and (w0[..., 3:] == 0).all() and (w0[..., :3] != 0).all()
+    # each seed's draws depend on that seed alone, and repeat exactly
+    torch.testing.assert_close(teacher.weights([6])[0], w0[1], rtol=0, atol=0)
+    x, y = teacher.sample(w0, 8, [5, 6])
+    x6, y6 = teacher.sample(w0[1:], 8, [6])
+    assert x.shape == (2, 8, 10) and y.shape == (2, 8, 1)
+    torch.testing.assert_close(x[1], x6[0], rtol=0, atol=0)
+    torch.testing.assert_close(y[1], y6[0], rtol=0, atol=0)
+    assert not torch.equal(teacher.sample(w0, 8, [5, 6], "test")[0], x)
+
+
+def test_log_epochs():
+    e = log_epochs(1000, 10)
+    assert e[0] == 0 and e[-1] == 1000 and (np.diff(e) > 0).all() and len(e) <= 10
+    np.testing.assert_array_equal(log_epochs(3, 10), [0, 1, 2, 3])
+    np.testing.assert_array_equal(log_epochs(343, 2), [0, 343])
+
+
+# ---------------------------------------------------------------------------------------------
+# Trainer
+# ---------------------------------------------------------------------------------------------
+
+
+def test_batch_gd_reaches_least_squares():
+    teacher = Teacher(n_in=5, n_out=1)
+    run = train_students(teacher, 20, hidden=(6,), init_std=0.3, lr=0.05, epochs=3000, seeds=[0, 1],
+                         n_snapshots=12, progress=False)
+    x, y = teacher.sample(teacher.weights([0, 1]), 20, [0, 1])
+    w_ls = torch.linalg.solve(x.transpose(1, 2) @ x, x.transpose(1, 2) @ y).transpose(1, 2)
+    w_tot = torch.from_numpy(run.final_weights[1] @ run.final_weights[0])
+    torch.testing.assert_close(w_tot, w_ls, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run.train_error[:, -1], ((y - x @ w_ls.transpose(1, 2)) ** 2).sum(-1).mean(-1), rtol=1e-8)
+    assert (np.diff(run.train_error, axis=1) <= 1e-12).all()  # small-lr batch GD never increases the loss
+
+
+def test_descent_step_matches_autograd():
+    teacher = Teacher(n_in=6, n_out=2)
+    kw = dict(hidden=(4, 3), init_std=0.5, lr=1e-3, epochs=1, seeds=[3], n_snapshots=2, progress=False)
+    x, y = teacher.sample(teacher.weights([3]), 10, [3])
+    for batch_size in (None, 10):  # one step on all 10 examples, by either code path
+        run = train_students(teacher, 10, batch_size=batch_size, **kw)
+        ws = [w.requires_grad_() for w in init_students((6, 4, 3, 2), 0.5, [3])]
+        loss = 0.5 * ((x @ (ws[2] @ ws[1] @ ws[0]).transpose(1, 2) - y) ** 2).sum()
+        loss.backward()
+        for w, final in zip(ws, run.final_weights):
+            np.testing.assert_allclose(final, (w - 1e-3 * w.grad).detach().numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_vectorised_seeds_equal_single_runs_and_deterministic(batch_size):
+    teacher = Teacher(n_in=8, n_out=1, n_relevant=3)
+    kw = dict(hidden=(7, 5), init_std="fan_in", lr=0.02, epochs=30, batch_size=batch_size, n_snapshots=6, progress=False)
+    together = train_students(teacher, 20, seeds=[0, 4], **kw)
+    again = train_students(teacher, 20, seeds=[0, 4], **kw)
+    np.testing.assert_array_equal(together.i_xt, again.i_xt)
+    alone = train_students(teacher, 20, seeds=[4], **kw)
+    for name in ("i_xt", "i_ty", "i_x_relevant", "i_x_irrelevant", "train_error", "test_error"):
+        np.testing.assert_allclose(getattr(together, name)[1], getattr(alone, name)[0], rtol=1e-10, atol=1e-13)
+
+
+def test_run_records_exact_quantities():
+    teacher = Teacher(n_in=10, n_out=1, n_relevant=4)
+    run = train_students(teacher, 10, hidden=(6,), init_std=0.2, lr=0.05, epochs=40, batch_size=5, seeds=[1, 2],
+                         n_snapshots=5, progress=False)
+    k, n_layers = len(run.epochs), 2
+    assert run.i_xt.shape == run.i_ty.shape == run.i_x_relevant.shape == (2, k, n_layers)
+    assert run.train_error.shape == run.test_error.shape == (2, k)
+    w1, w2 = run.final_weights
+    layers = [w1, w2 @ w1]
+    for layer, m in enumerate(layers):
+        np.testing.assert_allclose(run.i_xt[:, -1, layer], gaussian_channel(m, 0.1), rtol=1e-12)
+        np.testing.assert_allclose(run.i_ty[:, -1, layer], gaussian_label_information(m, run.w0, 0.1), rtol=1e-10)
+        np.testing.assert_allclose(run.i_x_irrelevant[:, -1, layer], subspace_information(m, 0.1, range(4, 10)), rtol=1e-12)
+    np.testing.assert_allclose(run.test_error[:, -1], expected_test_error(layers[-1], run.w0, 0.1, 1.0), rtol=1e-12)
+    # relevant and irrelevant blocks are independent here, so each is at most the total
+    assert (run.i_x_relevant <= run.i_xt + 1e-12).all() and (run.i_x_irrelevant <= run.i_xt + 1e-12).all()
+    assert train_students(Teacher(n_in=4), 4, hidden=(3,), init_std=0.0, lr=0.1, epochs=2, n_snapshots=2,
+                          progress=False).i_x_relevant is None
+
+
+def test_divergence_is_reported():
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        train_students(Teacher(n_in=4), 40, hidden=(4,), init_std=1.0, lr=50.0, epochs=200, n_snapshots=3,
+                       seeds=[0], progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: gaussian_channel([1.0, 2.0], 1.0), "w must have at least 2 dimensions"),
+        (lambda: gaussian_channel([[1.0, np.nan]], 1.0), "w must be finite"),
+        (lambda: gaussian_channel(np.ones((2, 3)), np.eye(2)), "cov_x must be a scalar variance or an \\[3, 3\\]"),
+        (lambda: gaussian_channel(np.ones((2, 2)), np.array([[1.0, 0.5], [0.0, 1.0]])), "symmetric"),
+        (lambda: gaussian_channel(np.ones((2, 2)), np.diag([1.0, -1.0])), "positive semi-definite"),
+        (lambda: gaussian_channel(np.ones((2, 2)), -1.0), "cov_x must be a finite number >= 0"),
+        (lambda: gaussian_channel(np.ones((2, 2)), 1.0, 0.0), "noise_var must be a finite number > 0"),
+        (lambda: gaussian_label_information(np.ones((2, 3)), np.ones((1, 4)), 1.0), "w0 must have n_in = 3"),
+        (lambda: gaussian_label_information(np.ones((2, 3)), np.ones((1, 3)), 1.0, 1.0, 0.0), "output_noise_var"),
+        (lambda: subspace_information(np.ones((2, 3)), 1.0, [0, 3]), "subset must be"),
+        (lambda: subspace_information(np.ones((2, 3)), 1.0, [0, 0]), "subset must be"),
+        (lambda: subspace_information(np.ones((2, 3)), 1.0, np.ones(2, bool)), "boolean mask must have shape \\(3,\\)"),
+        (lambda: expected_test_error(np.ones((1, 3)), np.ones((2, 3)), 1.0), "w0 must have the shape"),
+        (lambda: expected_test_error(np.ones((1, 3)), np.ones((1, 3)), 1.0, -1.0), "output_noise_var"),
+        (lambda: Teacher(n_in=0), "n_in must be a positive integer"),
+        (lambda: Teacher(snr=0.0), "snr must be"),
+        (lambda: Teacher(n_in=10, n_relevant=10), "n_relevant must be"),
+        (lambda: Teacher(n_in=3).sample(torch.zeros(1, 1, 3), 0, [0]), "n_samples must be"),
+        (lambda: Teacher(n_in=3).sample(torch.zeros(2, 1, 3), 5, [0]), "w0 must have shape \\(1, 1, 3\\)"),
+        (lambda: Teacher(n_in=3).sample(torch.zeros(1, 1, 3), 5, [0], "valid"), "stream must be"),
+        (lambda: Teacher().weights([]), "seeds must be"),
+        (lambda: init_students((3, 2), "xavier", [0]), "init_std must be a number >= 0 or 'fan_in'"),
+        (lambda: log_epochs(0, 10), "epochs must be"),
+        (lambda: log_epochs(10, 1), "n_snapshots must be"),
+        (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, batch_size=3), "batch_size must be"),
+        (lambda: train_students(Teacher(n_in=4), 10, lr=-0.1, epochs=5), "lr must be"),
+        (lambda: train_students(Teacher(n_in=4), 10, hidden=(0,), lr=0.1, epochs=5), "hidden must be"),
+        (lambda: train_students(Teacher(n_in=4), 0, lr=0.1, epochs=5), "n_train must be"),
+        (lambda: train_students("teacher", 10, lr=0.1, epochs=5), "teacher must be a Teacher"),
+        (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, threads=0), "threads must be"),
+    ],
+)
+def test_bad_input_raises(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

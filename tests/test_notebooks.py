@@ -1,0 +1,155 @@
+"""The chapter notebooks: listed in the toc, committed stripped, parametrised, and runnable.
+
+`test_notebook_runs[<chapter>]` executes each chapter with profile="quick" through
+`ibutils.execute` into the mirror `_build/src`, so one `pytest` run both tests the chapters
+and leaves the executed copies that `make site` / `python -m ibutils build` turn into the site.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from ibutils import execute
+
+ROOT = execute.ROOT
+NOTEBOOKS = execute.notebooks()
+IDS = [nb.stem for nb in NOTEBOOKS]
+QUICK_TIMEOUT = 1800  # seconds per cell
+
+
+def _toc_files(node) -> list[str]:
+    """Every `file:` (and the root) named in a jb-book toc, depth first."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("root", "file") and isinstance(value, str):
+                found.append(value)
+            else:
+                found += _toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _toc_files(item)
+    return found
+
+
+def _strip_suffix(path: str) -> str:
+    return re.sub(r"\.(ipynb|md)$", "", path)
+
+
+@pytest.fixture(scope="module")
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    return [_strip_suffix(f) for f in _toc_files(toc)]
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "no book/*.ipynb found"
+
+
+def test_toc_lists_every_notebook(toc_files):
+    missing = [nb.relative_to(ROOT).with_suffix("").as_posix() for nb in NOTEBOOKS]
+    missing = [m for m in missing if m not in toc_files]
+    assert not missing, f"notebooks not listed in _toc.yml: {missing}"
+
+
+def test_toc_entries_exist(toc_files):
+    absent = [f for f in toc_files
+              if not any((ROOT / f"{f}{suffix}").exists() for suffix in (".ipynb", ".md"))]
+    assert not absent, f"_toc.yml lists files that do not exist: {absent}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_name(nb):
+    assert re.fullmatch(r"\d\d_[a-z0-9_]+", nb.stem), (
+        f"{nb.name}: chapter notebooks are named NN_<chapter-id>.ipynb, "
+        "and write _build/results/<chapter-id>.json")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_is_stripped(nb):
+    doc = nbformat.read(nb, as_version=4)
+    problems = []
+    for key in ("widgets", "papermill"):
+        if key in doc.metadata:
+            problems.append(f"notebook metadata has {key!r}")
+    for i, cell in enumerate(doc.cells):
+        if cell.cell_type == "code":
+            if cell.get("outputs"):
+                problems.append(f"cell {i} has outputs")
+            if cell.get("execution_count") is not None:
+                problems.append(f"cell {i} has execution_count {cell.execution_count}")
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            problems.append(f"cell {i} is papermill's injected-parameters cell")
+        for key in ("papermill", "execution"):
+            if key in cell.metadata:
+                problems.append(f"cell {i} metadata has {key!r}")
+    assert not problems, (f"{nb.name} is not committed stripped: {problems}. "
+                          "Clear outputs (e.g. `nbstripout --keep-id`) and never commit "
+                          "an executed copy from _build/src.")
+
+
+def _assigns_profile_paper(source: str) -> bool:
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign):
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if (any(isinstance(t, ast.Name) and t.id == "profile" for t in targets)
+                and isinstance(value, ast.Constant) and value.value == "paper"):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_has_parameters_cell(nb):
+    doc = nbformat.read(nb, as_version=4)
+    cells = [c for c in doc.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{nb.name}: {len(cells)} cells tagged 'parameters', need exactly 1"
+    assert cells[0].cell_type == "code"
+    assert _assigns_profile_paper(cells[0].source), (
+        f"{nb.name}: the parameters cell must set profile = \"paper\" (papermill injects "
+        f"profile = \"quick\" in CI); got:\n{cells[0].source}")
+
+
+@pytest.fixture(scope="session")
+def staged():
+    """Lay out the mirror once; chapters executed earlier stay until re-run."""
+    return execute.stage(fresh=False)
+
+
+REQUIRED_CLAIM_KEYS = {"id", "statement", "value", "threshold", "holds"}
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_runs(nb, staged):
+    out = execute.run_one(nb, profile="quick", timeout=QUICK_TIMEOUT)
+
+    executed = nbformat.read(out, as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and all("remove-cell" in c.metadata.tags for c in injected)
+
+    path = execute.results_path(nb)
+    assert path.exists(), (f"{nb.name} wrote no {path.relative_to(ROOT)} (the chapter id is the "
+                           "notebook name without its NN_ prefix; write it to $IBUTILS_RESULTS_DIR)")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("chapter", "profile", "settings", "claims", "series"):
+        assert key in record, f"{path.name}: no {key!r}"
+    assert record["chapter"] == execute.chapter_id(nb)
+    assert record["profile"] == "quick"
+    assert isinstance(record["settings"], dict)
+    assert isinstance(record["series"], (dict, list))
+    assert isinstance(record["claims"], list) and record["claims"], f"{path.name}: no claims"
+    for claim in record["claims"]:
+        assert isinstance(claim, dict)
+        missing = REQUIRED_CLAIM_KEYS - claim.keys()
+        assert not missing, f"{path.name}: claim {claim.get('id')!r} lacks {sorted(missing)}"
+        assert isinstance(claim["holds"], bool), f"{path.name}: claim {claim['id']!r}: holds not a bool"
