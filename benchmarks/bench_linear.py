@@ -64,7 +64,8 @@ def main():
     t_base = time.perf_counter() - start
     diff = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(ours, base))
 
-    print(f"SGD batch {BATCH}: {len(seeds)} seeds, {size['n_in']}-{size['hidden']}-1, P = {size['n_train']}, {steps} steps")
+    net = f"{size['n_in']}-{size['hidden']}-1"
+    print(f"SGD batch {BATCH}: {len(seeds)} seeds, {net}, P = {size['n_train']}, {steps} steps")
     print(f"  ours      {steps / t_ours:9.0f} steps/s")
     print(f"  autograd  {steps / t_base:9.0f} steps/s   (ours {t_base / t_ours:.1f}x faster)")
     print(f"  largest relative difference in final weights: {diff:.1e}")

@@ -48,7 +48,9 @@ def _weights(name: str, w, min_ndim: int = 2) -> torch.Tensor:
     except TypeError:
         raise ValueError(f"{name} must be a real array, got {type(w).__name__}") from None
     if t.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions [..., n_out, n_in], got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimensions [..., n_out, n_in], got shape {tuple(t.shape)}"
+        )
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
         raise ValueError(f"{name} must be a real array, got dtype {t.dtype}")
     t = t.to(torch.float64)
@@ -73,9 +75,12 @@ def _covariance(cov_x, n_in: int, device: torch.device) -> torch.Tensor:
     """cov_x as an [n_in, n_in] float64 matrix; a scalar c means the isotropic covariance c I."""
     c = torch.as_tensor(cov_x, dtype=torch.float64, device=device)
     if c.ndim == 0:
-        return torch.eye(n_in, dtype=torch.float64, device=device) * _positive("cov_x", c.item(), allow_zero=True)
+        variance = _positive("cov_x", c.item(), allow_zero=True)
+        return variance * torch.eye(n_in, dtype=torch.float64, device=device)
     if c.shape != (n_in, n_in):
-        raise ValueError(f"cov_x must be a scalar variance or an [{n_in}, {n_in}] matrix, got shape {tuple(c.shape)}")
+        raise ValueError(
+            f"cov_x must be a scalar variance or an [{n_in}, {n_in}] matrix, got shape {tuple(c.shape)}"
+        )
     if not torch.isfinite(c).all() or not torch.allclose(c, c.T, rtol=1e-10, atol=1e-12):
         raise ValueError("cov_x must be a finite symmetric matrix")
     eig = torch.linalg.eigvalsh(c)
@@ -93,8 +98,11 @@ def _subset_mask(subset, n_in: int) -> torch.Tensor:
         return s
     if s.numel() == 0:
         return torch.zeros(n_in, dtype=torch.bool)
-    if s.ndim != 1 or s.is_floating_point() or s.min() < 0 or s.max() >= n_in or s.unique().numel() != s.numel():
-        raise ValueError(f"subset must be a boolean mask of length {n_in} or distinct integer indices in [0, {n_in})")
+    valid = s.ndim == 1 and not s.is_floating_point() and s.min() >= 0 and s.max() < n_in
+    if not valid or s.unique().numel() != s.numel():
+        raise ValueError(
+            f"subset must be a boolean mask of length {n_in} or distinct integer indices in [0, {n_in})"
+        )
     mask = torch.zeros(n_in, dtype=torch.bool)
     mask[s] = True
     return mask
@@ -145,10 +153,13 @@ def gaussian_channel(w, cov_x, noise_var: float = 1.0) -> float | np.ndarray:
         bits, a float for a single w or an array of shape [...].
     """
     w = _weights("w", w)
-    return _out(_channel_bits(w, _covariance(cov_x, w.shape[-1], w.device), _positive("noise_var", noise_var)))
+    cov = _covariance(cov_x, w.shape[-1], w.device)
+    return _out(_channel_bits(w, cov, _positive("noise_var", noise_var)))
 
 
-def gaussian_label_information(w, w0, cov_x, noise_var: float = 1.0, output_noise_var: float = 1.0) -> float | np.ndarray:
+def gaussian_label_information(
+    w, w0, cov_x, noise_var: float = 1.0, output_noise_var: float = 1.0
+) -> float | np.ndarray:
     """Exact I(T; Y) in bits for T = W X + Z and the teacher's label Y = W0 X + eps_o.
 
     X ~ N(0, cov_x), Z ~ N(0, noise_var I), eps_o ~ N(0, output_noise_var I), all independent.
@@ -174,7 +185,8 @@ def gaussian_label_information(w, w0, cov_x, noise_var: float = 1.0, output_nois
     if w0.shape[-1] != w.shape[-1]:
         raise ValueError(f"w0 must have n_in = {w.shape[-1]} columns like w, got shape {tuple(w0.shape)}")
     cov = _covariance(cov_x, w.shape[-1], w.device)
-    noise_var, output_noise_var = _positive("noise_var", noise_var), _positive("output_noise_var", output_noise_var)
+    noise_var = _positive("noise_var", noise_var)
+    output_noise_var = _positive("output_noise_var", output_noise_var)
     given_t = _posterior_cov(w, cov, noise_var)
     return _out(_channel_bits(w0, cov, output_noise_var) - _channel_bits(w0, given_t, output_noise_var))
 
@@ -229,11 +241,32 @@ def expected_test_error(w_total, w0, cov_x, output_noise_var: float = 1.0) -> fl
     """
     w, w0 = _weights("w_total", w_total), _weights("w0", w0).to(torch.as_tensor(w_total).device)
     if w0.shape[-2:] != w.shape[-2:]:
-        raise ValueError(f"w0 must have the shape [..., {w.shape[-2]}, {w.shape[-1]}] of w_total, got {tuple(w0.shape)}")
+        raise ValueError(
+            f"w0 must have the shape [..., {w.shape[-2]}, {w.shape[-1]}] of w_total, got {tuple(w0.shape)}"
+        )
     cov = _covariance(cov_x, w.shape[-1], w.device)
     d = w0 - w
-    err = ((d @ cov) * d).sum((-1, -2)) + w.shape[-2] * _positive("output_noise_var", output_noise_var, allow_zero=True)
-    return _out(err)
+    noise = w.shape[-2] * _positive("output_noise_var", output_noise_var, allow_zero=True)
+    return _out(((d @ cov) * d).sum((-1, -2)) + noise)
+
+
+def largest_decrease(values, axis: int = 1) -> np.ndarray:
+    """The largest fall of a trajectory below its own earlier maximum, along `axis`.
+
+    max_k (max_{j<=k} v_j - v_k): 0 for a non-decreasing trajectory. Used for the claim that I(X;T)
+    never decreases; unlike consecutive differences it also catches slow declines over many snapshots.
+
+    Args:
+        values: trajectories, e.g. `LinearRun.i_xt` [S, K, L] with snapshots along axis 1.
+        axis: the snapshot (time) axis.
+
+    Returns:
+        the largest decrease, in the units of `values` (bits for information), with `axis` removed.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim == 0 or v.shape[axis] == 0:
+        raise ValueError(f"values must have a non-empty time axis {axis}, got shape {v.shape}")
+    return (np.maximum.accumulate(v, axis=axis) - v).max(axis=axis)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,7 +310,9 @@ class Teacher:
         if self.n_relevant is not None and not (
             isinstance(self.n_relevant, (int, np.integer)) and 1 <= self.n_relevant < self.n_in
         ):
-            raise ValueError(f"n_relevant must be None or an integer in [1, {self.n_in}), got {self.n_relevant!r}")
+            raise ValueError(
+                f"n_relevant must be None or an integer in [1, {self.n_in}), got {self.n_relevant!r}"
+            )
 
     @property
     def input_var(self) -> float:
@@ -311,7 +346,9 @@ class Teacher:
         seeds = _seeds(seeds)
         w0 = _weights("w0", w0, min_ndim=3)
         if w0.shape != (len(seeds), self.n_out, self.n_in):
-            raise ValueError(f"w0 must have shape ({len(seeds)}, {self.n_out}, {self.n_in}), got {tuple(w0.shape)}")
+            raise ValueError(
+                f"w0 must have shape ({len(seeds)}, {self.n_out}, {self.n_in}), got {tuple(w0.shape)}"
+            )
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         if stream not in ("train", "test"):
@@ -336,7 +373,10 @@ class Teacher:
 
 
 def log_epochs(epochs: int, n_snapshots: int) -> np.ndarray:
-    """Snapshot epochs: 0, then up to n_snapshots - 1 log-spaced epochs from 1 to `epochs` (unique ints, `epochs` last)."""
+    """Snapshot epochs: 0, then up to n_snapshots - 1 log-spaced epochs from 1 to `epochs`.
+
+    Rounded to unique integers (so early on there can be fewer), increasing, `epochs` last.
+    """
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(n_snapshots, (int, np.integer)) or n_snapshots < 2:
@@ -346,7 +386,9 @@ def log_epochs(epochs: int, n_snapshots: int) -> np.ndarray:
     return np.concatenate([[0], logged])
 
 
-def init_students(layer_sizes: Sequence[int], init_std: float | str, seeds, dtype=torch.float64) -> list[torch.Tensor]:
+def init_students(
+    layer_sizes: Sequence[int], init_std: float | str, seeds, dtype: torch.dtype = torch.float64
+) -> list[torch.Tensor]:
     """Initial weights of deep linear students, one per seed.
 
     Args:
@@ -361,7 +403,8 @@ def init_students(layer_sizes: Sequence[int], init_std: float | str, seeds, dtyp
         if isinstance(init_std, str):
             raise ValueError(f"init_std must be a number >= 0 or 'fan_in', got {init_std!r}")
         _positive("init_std", init_std, allow_zero=True)
-    ws = [np.empty((len(_seeds(seeds)), n_out, n_in)) for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])]
+    shapes = zip(layer_sizes[1:], layer_sizes[:-1])
+    ws = [np.empty((len(_seeds(seeds)), n_out, n_in)) for n_out, n_in in shapes]
     for i, s in enumerate(_seeds(seeds)):
         rng = _rng(s, "init")
         for w in ws:
@@ -463,6 +506,11 @@ def train_students(
     Loss: squared error summed over the examples of a batch, L = 1/2 sum ||y - y_hat||^2 (so the BGD
     learning rate acts on the whole training set's error); plain gradient descent, no momentum.
 
+    The curvature along the data's top direction grows with the weights, so a learning rate that is
+    fine early can reach the edge of stability late in overtraining: period-2 oscillations, train
+    error spikes and I(X;T) of the deeper layers falling between epochs, an optimisation artefact
+    rather than compression. Check `largest_decrease(run.i_xt)`; the book's settings keep it ~0.
+
     Args:
         teacher: the `Teacher` (input/output dims, SNR, relevant inputs).
         n_train: P, training examples per seed.
@@ -492,16 +540,22 @@ def train_students(
     if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
         raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
     lr = _positive("lr", lr)
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1 or n_train % batch_size):
-        raise ValueError(f"batch_size must be None or a positive divisor of n_train = {n_train}, got {batch_size!r}")
+    if batch_size is not None and (
+        not isinstance(batch_size, (int, np.integer)) or batch_size < 1 or n_train % batch_size
+    ):
+        raise ValueError(
+            f"batch_size must be None or a positive divisor of n_train = {n_train}, got {batch_size!r}"
+        )
     noise_var = _positive("noise_var", noise_var)
     if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
     seeds = _seeds(seeds)
     snaps = log_epochs(epochs, n_snapshots)
-    settings = dict(asdict(teacher), n_train=int(n_train), hidden=list(hidden), init_std=init_std, lr=lr,
-                    epochs=int(epochs), batch_size=batch_size, seeds=list(seeds), n_snapshots=int(n_snapshots),
-                    noise_var=noise_var, dtype=str(dtype).removeprefix("torch."))
+    settings = dict(
+        asdict(teacher), n_train=int(n_train), hidden=list(hidden), init_std=init_std, lr=lr,
+        epochs=int(epochs), batch_size=batch_size, seeds=list(seeds), n_snapshots=int(n_snapshots),
+        noise_var=noise_var, dtype=str(dtype).removeprefix("torch."),
+    )
 
     device = torch.device(device)
     w0 = teacher.weights(seeds)
@@ -516,14 +570,17 @@ def train_students(
     def record(k: int) -> None:
         bad = [s for i, s in enumerate(seeds) if not all(torch.isfinite(w[i]).all() for w in ws)]
         if bad:
-            raise FloatingPointError(f"training diverged by epoch {snaps[k]} for seeds {bad}: lower lr (got {lr})")
+            raise FloatingPointError(
+                f"training diverged by epoch {snaps[k]} for seeds {bad}: lower lr (got {lr})"
+            )
         maps = _layer_maps(ws)
+        var_x, var_o = teacher.input_var, teacher.output_noise_var
         for layer, m in enumerate(maps):
-            rec["i_xt"][:, k, layer] = gaussian_channel(m, teacher.input_var, noise_var)
-            rec["i_ty"][:, k, layer] = gaussian_label_information(m, w0, teacher.input_var, noise_var, teacher.output_noise_var)
+            rec["i_xt"][:, k, layer] = gaussian_channel(m, var_x, noise_var)
+            rec["i_ty"][:, k, layer] = gaussian_label_information(m, w0, var_x, noise_var, var_o)
             if relevant is not None:
-                rec["i_x_relevant"][:, k, layer] = subspace_information(m, teacher.input_var, relevant, noise_var)
-                rec["i_x_irrelevant"][:, k, layer] = subspace_information(m, teacher.input_var, ~relevant, noise_var)
+                rec["i_x_relevant"][:, k, layer] = subspace_information(m, var_x, relevant, noise_var)
+                rec["i_x_irrelevant"][:, k, layer] = subspace_information(m, var_x, ~relevant, noise_var)
         w_tot = maps[-1].cpu()
         train_error[:, k] = ((x @ w_tot.transpose(1, 2) - y) ** 2).sum(-1).mean(-1).numpy()
         test_error[:, k] = teacher.test_error(w_tot, w0)

@@ -269,7 +269,7 @@ def bin_codes(t, bins=30, value_range=None) -> torch.Tensor:
     _check_rows(t, "t")
     batch_shape = t.shape[:-2]
     edges = _edges(bins, value_range, batch_shape, t.device)
-    values = t.to(torch.float64)
+    values = t.to(torch.float64, memory_format=torch.contiguous_format)
     if edges.ndim > 1:  # searchsorted pairs each batch element's values with its own edges
         values = values.reshape(*batch_shape, -1)
     codes = torch.searchsorted(edges, values, right=True) - 1

@@ -30,17 +30,22 @@ INITS = ("fan_in", "fan_out", "glorot")
 OPTIMIZERS = ("adam", "sgd")
 
 
-def _activate(name: str, z: torch.Tensor) -> torch.Tensor:
+def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
+    """Apply the activation in place and return `z`."""
     if name == "tanh":
-        return torch.tanh(z)
+        if z.device.type == "cpu" and z.is_contiguous():
+            # NumPy's vectorised tanh is ~7x faster than torch's on the CPUs we measured
+            np.tanh(z.numpy(), out=z.numpy())
+            return z
+        return z.tanh_()
     if name == "relu":
-        return torch.relu(z)
+        return z.clamp_min_(0)
     if name == "softsign":
-        return torch.nn.functional.softsign(z)
+        return z.div_(z.abs().add_(1))
     if name == "softplus":
-        return torch.nn.functional.softplus(z)
+        return z.copy_(torch.nn.functional.softplus(z))
     if name == "sigmoid":
-        return torch.sigmoid(z)
+        return z.sigmoid_()
     return z
 
 
@@ -113,17 +118,22 @@ class TrainConfig:
 
 
 class Ensemble:
-    """S MLPs of one architecture: weights `[S, fan_in, fan_out]`, biases `[S, 1, fan_out]`.
+    """S MLPs of one architecture in one flat parameter buffer.
 
     `sizes` lists every layer width, input first, output (softmax classes) last.
+    Layer l's weights are `weights[l]`, `[S, fan_out, fan_in]` (torch.nn.Linear's convention),
+    its biases `biases[l]`, `[S, fan_out, 1]`. Internally activations are `[S, units, samples]`,
+    samples innermost, which makes the small batched matmuls several times faster on a CPU.
     """
 
     def __init__(self, sizes: Sequence[int], n_models: int, activation: str,
                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.sizes, self.n_models, self.activation = tuple(sizes), n_models, activation
         self.device = torch.device(device) if device is not None else ibutils.default_device()
-        shapes = [(n_models, a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-        shapes += [(n_models, 1, b) for b in sizes[1:]]
+        shapes = [(n_models, b, a) for a, b in zip(sizes[:-1], sizes[1:])]
+        shapes += [(n_models, b, 1) for b in sizes[1:]]
         self.params = torch.zeros(sum(math.prod(s) for s in shapes), device=self.device, dtype=dtype)
         self.grad = torch.zeros_like(self.params)
         views = _split(self.params, shapes)
@@ -136,12 +146,14 @@ class Ensemble:
         """Draw every model's weights from its own generator, seeded by `seeds[s]`; zero biases."""
         if len(seeds) != self.n_models:
             raise ValueError(f"seeds must have one entry per model ({self.n_models}), got {len(seeds)}")
+        if scheme not in INITS:
+            raise ValueError(f"scheme must be one of {INITS}, got {scheme!r}")
         self.params.zero_()
         for s, seed in enumerate(seeds):
             gen = torch.Generator().manual_seed(int(seed))
             for w in self.weights:
-                fan_in, fan_out = w.shape[1:]
-                sample = torch.empty(fan_in, fan_out)
+                fan_out, fan_in = w.shape[1:]
+                sample = torch.empty(fan_out, fan_in)
                 if scheme == "glorot":
                     limit = math.sqrt(6 / (fan_in + fan_out))
                     sample.uniform_(-limit, limit, generator=gen)
@@ -151,31 +163,35 @@ class Ensemble:
                 w[s].copy_(sample)
         return self
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Activations of every layer for input `x` (`[N, d]` shared, or `[S, N, d]`).
-
-        Returns a list, one `[S, N, width]` tensor per layer: the hidden activations, then
-        the softmax probabilities of the output layer.
-        """
-        h, out = x, []
+    def _forward(self, h: torch.Tensor) -> list[torch.Tensor]:
+        """Layer activations `[S, units, n]` for inputs `h`, `[S, d, n]` or shared `[d, n]`."""
+        out = []
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(b, h, w) if h.dim() == 3 else torch.matmul(h, w) + b
-            h = torch.softmax(z, -1) if l == len(self.weights) - 1 else _activate(self.activation, z)
+            z = torch.baddbmm(b, w, h) if h.dim() == 3 else torch.matmul(w, h).add_(b)
+            h = torch.softmax(z, 1) if l == len(self.weights) - 1 else _activate_(self.activation, z)
             out.append(h)
         return out
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Activations of every layer for inputs `x`, `[N, d]` shared by all models.
+
+        Returns one `[S, N, width]` tensor per layer: the hidden activations, then the softmax
+        probabilities of the output layer.
+        """
+        return [h.transpose(1, 2) for h in self._forward(x.T)]
 
     def backward(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
         """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.
 
-        `x` is `[S, B, d]`, `onehot` is `[S, B, classes]`.
+        `x` is `[S, d, B]`, `onehot` is `[S, classes, B]` (samples innermost).
         """
-        hs = [x, *self.forward(x)]
-        dz = (hs[-1] - onehot).mul_(1.0 / x.shape[1])
+        hs = [x, *self._forward(x)]
+        dz = (hs[-1] - onehot).mul_(1.0 / x.shape[2])
         for l in range(len(self.weights) - 1, -1, -1):
-            torch.bmm(hs[l].transpose(1, 2), dz, out=self.weight_grads[l])
-            torch.sum(dz, dim=1, keepdim=True, out=self.bias_grads[l])
+            torch.bmm(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
+            torch.sum(dz, dim=2, keepdim=True, out=self.bias_grads[l])
             if l:
-                dz = torch.bmm(dz, self.weights[l].transpose(1, 2))
+                dz = torch.bmm(self.weights[l].transpose(1, 2), dz)
                 deriv = _derivative(self.activation, hs[l])
                 if deriv is not None:
                     dz.mul_(deriv)
@@ -254,10 +270,11 @@ def _metrics(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[n
     return loss.cpu().numpy(), acc.cpu().numpy()
 
 
-def _shuffles(generators, n: int, n_epochs: int, device) -> torch.Tensor:
-    """Per-seed permutations of range(n) for `n_epochs` epochs: `[n_epochs, S, n]`."""
-    keys = torch.stack([torch.rand(n_epochs, n, generator=g) for g in generators], dim=1)
-    return keys.argsort(-1).to(device)
+def _take_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`table[rows]` for a 2-D table and CPU int64 `rows`."""
+    if table.device.type == "cpu":  # NumPy's take is ~3x faster than index_select for narrow rows
+        return torch.from_numpy(np.take(table.numpy(), rows.numpy(), axis=0))
+    return table.index_select(0, rows.to(table.device))
 
 
 def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
@@ -297,8 +314,9 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
     net = Ensemble(sizes, n_seeds, config.activation, device=device).initialise(seeds, config.init)
     opt = (_Adam if config.optimizer == "adam" else _SGD)(net.params, net.grad, config.lr)
     onehot = torch.nn.functional.one_hot(y, n_classes).float()
-    x_train, onehot_train = x[train_idx], onehot[train_idx]  # [S, n_train, d], [S, n_train, C]
-    offsets = (torch.arange(n_seeds, device=device) * n_train).unsqueeze(1)
+    d = x.shape[1]
+    table = torch.cat([x, onehot], 1)[train_idx]  # [S, n_train, d + C]: inputs and targets
+    offsets = (torch.arange(n_seeds) * n_train).unsqueeze(1)
     batch = n_train if config.batch_size is None else min(config.batch_size, n_train)
     shuffle = batch < n_train
     generators = [torch.Generator().manual_seed(s + 1_000_003) for s in seeds]
@@ -321,20 +339,17 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
 
     snapshot(0)
     next_snap = 1
-    block = 64
-    perms = None
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
                       disable=not progress, mininterval=1.0):
         if shuffle:
-            if (epoch - 1) % block == 0:
-                perms = _shuffles(generators, n_train, min(block, config.epochs - epoch + 1), device)
-            rows = (perms[(epoch - 1) % block] + offsets).view(-1)
-            xs = x_train.view(-1, x.shape[1]).index_select(0, rows).view(n_seeds, n_train, -1)
-            ys = onehot_train.view(-1, n_classes).index_select(0, rows).view(n_seeds, n_train, -1)
+            rows = torch.stack([torch.randperm(n_train, generator=g) for g in generators]) + offsets
+            epoch_table = _take_rows(table.view(-1, table.shape[-1]), rows.view(-1)).view(table.shape)
         else:
-            xs, ys = x_train, onehot_train
+            epoch_table = table
         for start in range(0, n_train, batch):
-            net.backward(xs[:, start:start + batch], ys[:, start:start + batch])
+            # transposed views: samples innermost, as Ensemble.backward expects
+            rows = epoch_table[:, start:start + batch].transpose(1, 2)
+            net.backward(rows[:, :d], rows[:, d:])
             opt.step()
         if next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]:
             snapshot(epoch)

@@ -16,6 +16,7 @@ from ibutils.linear import (
     gaussian_channel,
     gaussian_label_information,
     init_students,
+    largest_decrease,
     log_epochs,
     subspace_information,
     train_students,
@@ -34,7 +35,8 @@ def random_cov(rng, n):
 def joint_mi_bits(cov, a, b):
     """I(A;B) = 1/2 log2(|S_A||S_B|/|S_AB|) from a joint covariance and index lists a, b."""
     ab = list(a) + list(b)
-    return half_log2det(cov[np.ix_(a, a)]) + half_log2det(cov[np.ix_(b, b)]) - half_log2det(cov[np.ix_(ab, ab)])
+    block = lambda idx: half_log2det(cov[np.ix_(idx, idx)])
+    return block(a) + block(b) - block(ab)
 
 
 def joint_cov_tx(w, cov_x, noise_var):
@@ -59,7 +61,8 @@ def test_channel_orthogonal_closed_form():
     # W = sqrt(s) Q with Q orthogonal, cov_x = c I: n/2 log2(1 + s c / noise_var)
     n, s, c, noise_var = 7, 3.0, 0.1, 0.4
     q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))
-    assert gaussian_channel(math.sqrt(s) * q, c, noise_var) == pytest.approx(n / 2 * math.log2(1 + s * c / noise_var), rel=1e-12)
+    expected = n / 2 * math.log2(1 + s * c / noise_var)
+    assert gaussian_channel(math.sqrt(s) * q, c, noise_var) == pytest.approx(expected, rel=1e-12)
 
 
 def test_channel_rank_deficient():
@@ -71,7 +74,8 @@ def test_channel_rank_deficient():
     assert gaussian_channel(np.zeros((3, 5)), 1.0) == 0.0
     # tall W = [A; 0] carries exactly what A carries
     a = rng.standard_normal((2, 3))
-    assert gaussian_channel(np.vstack([a, np.zeros((4, 3))]), 0.5) == pytest.approx(gaussian_channel(a, 0.5), rel=1e-13)
+    tall = np.vstack([a, np.zeros((4, 3))])
+    assert gaussian_channel(tall, 0.5) == pytest.approx(gaussian_channel(a, 0.5), rel=1e-13)
 
 
 def test_channel_general_cov_and_batch():
@@ -81,7 +85,8 @@ def test_channel_general_cov_and_batch():
     got = gaussian_channel(w, cov, 0.7)
     assert got.shape == (3,)
     for i in range(3):
-        assert got[i] == pytest.approx(joint_mi_bits(joint_cov_tx(w[i], cov, 0.7), [0, 1], [2, 3, 4, 5]), rel=1e-10)
+        expected = joint_mi_bits(joint_cov_tx(w[i], cov, 0.7), [0, 1], [2, 3, 4, 5])
+        assert got[i] == pytest.approx(expected, rel=1e-10)
     # torch input gives the same values
     np.testing.assert_allclose(gaussian_channel(torch.from_numpy(w), cov, 0.7), got, rtol=1e-14)
 
@@ -120,7 +125,8 @@ def test_label_information_perfect_student():
     w0, var_x, noise_var, out_var = rng.standard_normal((1, 10)), 0.1, 1.0, 0.5
     s = float((w0 @ w0.T)[0, 0]) * var_x
     rho2 = s**2 / ((s + noise_var) * (s + out_var))
-    assert gaussian_label_information(w0, w0, var_x, noise_var, out_var) == pytest.approx(-0.5 * math.log2(1 - rho2), rel=1e-12)
+    got = gaussian_label_information(w0, w0, var_x, noise_var, out_var)
+    assert got == pytest.approx(-0.5 * math.log2(1 - rho2), rel=1e-12)
     # a noiseless perfect student knows all the input tells about Y: I(X;Y) = 1/2 log2(1 + s / out_var)
     big = gaussian_label_information(w0, w0, var_x, 1e-9, out_var)
     assert big == pytest.approx(0.5 * math.log2(1 + s / out_var), rel=1e-7)
@@ -189,7 +195,8 @@ def test_subspace_independent_blocks_formula_and_symmetry():
     w_r = w[:, ~mask]
     expected = half_log2det(s_t) - half_log2det(var_x * w_r @ w_r.T + noise_var * np.eye(4))
     assert subspace_information(w, var_x, mask, noise_var) == pytest.approx(expected, rel=1e-12)
-    assert subspace_information(w, var_x, np.flatnonzero(mask), noise_var) == pytest.approx(expected, rel=1e-14)
+    by_index = subspace_information(w, var_x, np.flatnonzero(mask), noise_var)
+    assert by_index == pytest.approx(expected, rel=1e-14)
     # permuting input coordinates (columns of W, rows/cols of cov_x, the subset) changes nothing
     cov = random_cov(rng, 7)
     perm = rng.permutation(7)
@@ -220,7 +227,8 @@ def test_subspace_monte_carlo_sample_covariance():
 def test_expected_test_error_closed_form():
     rng = np.random.default_rng(12)
     w, w0 = rng.standard_normal((1, 20)), rng.standard_normal((1, 20))
-    assert expected_test_error(w, w0, 1 / 20, 0.7) == pytest.approx(((w0 - w) ** 2).sum() / 20 + 0.7, rel=1e-13)
+    expected = ((w0 - w) ** 2).sum() / 20 + 0.7
+    assert expected_test_error(w, w0, 1 / 20, 0.7) == pytest.approx(expected, rel=1e-13)
     assert expected_test_error(w0, w0, 1 / 20, 0.7) == pytest.approx(0.7, rel=1e-15)
 
 
@@ -255,6 +263,13 @@ def test_teacher_weights_and_data():
     assert not torch.equal(teacher.sample(w0, 8, [5, 6], "test")[0], x)
 
 
+def test_largest_decrease():
+    v = np.array([[0.0, 1.0, 0.7, 0.9, 0.5, 2.0], [3.0, 2.0, 1.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(largest_decrease(v), [0.5, 3.0])
+    np.testing.assert_array_equal(largest_decrease(np.arange(5.0)[None, :, None]), [[0.0]])
+    np.testing.assert_allclose(largest_decrease(v.T, axis=0), [0.5, 3.0])
+
+
 def test_log_epochs():
     e = log_epochs(1000, 10)
     assert e[0] == 0 and e[-1] == 1000 and (np.diff(e) > 0).all() and len(e) <= 10
@@ -275,7 +290,8 @@ def test_batch_gd_reaches_least_squares():
     w_ls = torch.linalg.solve(x.transpose(1, 2) @ x, x.transpose(1, 2) @ y).transpose(1, 2)
     w_tot = torch.from_numpy(run.final_weights[1] @ run.final_weights[0])
     torch.testing.assert_close(w_tot, w_ls, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(run.train_error[:, -1], ((y - x @ w_ls.transpose(1, 2)) ** 2).sum(-1).mean(-1), rtol=1e-8)
+    residual = ((y - x @ w_ls.transpose(1, 2)) ** 2).sum(-1).mean(-1)
+    np.testing.assert_allclose(run.train_error[:, -1], residual, rtol=1e-8)
     assert (np.diff(run.train_error, axis=1) <= 1e-12).all()  # small-lr batch GD never increases the loss
 
 
@@ -295,19 +311,21 @@ def test_descent_step_matches_autograd():
 @pytest.mark.parametrize("batch_size", [None, 5])
 def test_vectorised_seeds_equal_single_runs_and_deterministic(batch_size):
     teacher = Teacher(n_in=8, n_out=1, n_relevant=3)
-    kw = dict(hidden=(7, 5), init_std="fan_in", lr=0.02, epochs=30, batch_size=batch_size, n_snapshots=6, progress=False)
+    kw = dict(hidden=(7, 5), init_std="fan_in", lr=0.02, epochs=30, batch_size=batch_size, n_snapshots=6,
+              progress=False)
     together = train_students(teacher, 20, seeds=[0, 4], **kw)
     again = train_students(teacher, 20, seeds=[0, 4], **kw)
     np.testing.assert_array_equal(together.i_xt, again.i_xt)
     alone = train_students(teacher, 20, seeds=[4], **kw)
     for name in ("i_xt", "i_ty", "i_x_relevant", "i_x_irrelevant", "train_error", "test_error"):
-        np.testing.assert_allclose(getattr(together, name)[1], getattr(alone, name)[0], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(getattr(together, name)[1], getattr(alone, name)[0],
+                                   rtol=1e-10, atol=1e-13)
 
 
 def test_run_records_exact_quantities():
     teacher = Teacher(n_in=10, n_out=1, n_relevant=4)
-    run = train_students(teacher, 10, hidden=(6,), init_std=0.2, lr=0.05, epochs=40, batch_size=5, seeds=[1, 2],
-                         n_snapshots=5, progress=False)
+    run = train_students(teacher, 10, hidden=(6,), init_std=0.2, lr=0.05, epochs=40, batch_size=5,
+                         seeds=[1, 2], n_snapshots=5, progress=False)
     k, n_layers = len(run.epochs), 2
     assert run.i_xt.shape == run.i_ty.shape == run.i_x_relevant.shape == (2, k, n_layers)
     assert run.train_error.shape == run.test_error.shape == (2, k)
@@ -315,9 +333,12 @@ def test_run_records_exact_quantities():
     layers = [w1, w2 @ w1]
     for layer, m in enumerate(layers):
         np.testing.assert_allclose(run.i_xt[:, -1, layer], gaussian_channel(m, 0.1), rtol=1e-12)
-        np.testing.assert_allclose(run.i_ty[:, -1, layer], gaussian_label_information(m, run.w0, 0.1), rtol=1e-10)
-        np.testing.assert_allclose(run.i_x_irrelevant[:, -1, layer], subspace_information(m, 0.1, range(4, 10)), rtol=1e-12)
-    np.testing.assert_allclose(run.test_error[:, -1], expected_test_error(layers[-1], run.w0, 0.1, 1.0), rtol=1e-12)
+        i_ty = gaussian_label_information(m, run.w0, 0.1)
+        np.testing.assert_allclose(run.i_ty[:, -1, layer], i_ty, rtol=1e-10)
+        i_irr = subspace_information(m, 0.1, range(4, 10))
+        np.testing.assert_allclose(run.i_x_irrelevant[:, -1, layer], i_irr, rtol=1e-12)
+    test_error = expected_test_error(layers[-1], run.w0, 0.1, 1.0)
+    np.testing.assert_allclose(run.test_error[:, -1], test_error, rtol=1e-12)
     # relevant and irrelevant blocks are independent here, so each is at most the total
     assert (run.i_x_relevant <= run.i_xt + 1e-12).all() and (run.i_x_irrelevant <= run.i_xt + 1e-12).all()
     assert train_students(Teacher(n_in=4), 4, hidden=(3,), init_std=0.0, lr=0.1, epochs=2, n_snapshots=2,
@@ -340,16 +361,16 @@ def test_divergence_is_reported():
     [
         (lambda: gaussian_channel([1.0, 2.0], 1.0), "w must have at least 2 dimensions"),
         (lambda: gaussian_channel([[1.0, np.nan]], 1.0), "w must be finite"),
-        (lambda: gaussian_channel(np.ones((2, 3)), np.eye(2)), "cov_x must be a scalar variance or an \\[3, 3\\]"),
+        (lambda: gaussian_channel(np.ones((2, 3)), np.eye(2)), "cov_x must be a scalar variance or an \\[3"),
         (lambda: gaussian_channel(np.ones((2, 2)), np.array([[1.0, 0.5], [0.0, 1.0]])), "symmetric"),
         (lambda: gaussian_channel(np.ones((2, 2)), np.diag([1.0, -1.0])), "positive semi-definite"),
         (lambda: gaussian_channel(np.ones((2, 2)), -1.0), "cov_x must be a finite number >= 0"),
         (lambda: gaussian_channel(np.ones((2, 2)), 1.0, 0.0), "noise_var must be a finite number > 0"),
         (lambda: gaussian_label_information(np.ones((2, 3)), np.ones((1, 4)), 1.0), "w0 must have n_in = 3"),
-        (lambda: gaussian_label_information(np.ones((2, 3)), np.ones((1, 3)), 1.0, 1.0, 0.0), "output_noise_var"),
+        (lambda: gaussian_label_information(np.ones((2, 3)), np.ones((1, 3)), 1, 1, 0), "output_noise_var"),
         (lambda: subspace_information(np.ones((2, 3)), 1.0, [0, 3]), "subset must be"),
         (lambda: subspace_information(np.ones((2, 3)), 1.0, [0, 0]), "subset must be"),
-        (lambda: subspace_information(np.ones((2, 3)), 1.0, np.ones(2, bool)), "boolean mask must have shape \\(3,\\)"),
+        (lambda: subspace_information(np.ones((2, 3)), 1.0, np.ones(2, bool)), "mask must have shape"),
         (lambda: expected_test_error(np.ones((1, 3)), np.ones((2, 3)), 1.0), "w0 must have the shape"),
         (lambda: expected_test_error(np.ones((1, 3)), np.ones((1, 3)), 1.0, -1.0), "output_noise_var"),
         (lambda: Teacher(n_in=0), "n_in must be a positive integer"),
@@ -361,6 +382,7 @@ def test_divergence_is_reported():
         (lambda: Teacher().weights([]), "seeds must be"),
         (lambda: init_students((3, 2), "xavier", [0]), "init_std must be a number >= 0 or 'fan_in'"),
         (lambda: log_epochs(0, 10), "epochs must be"),
+        (lambda: largest_decrease(np.zeros((2, 0))), "values must have a non-empty time axis"),
         (lambda: log_epochs(10, 1), "n_snapshots must be"),
         (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, batch_size=3), "batch_size must be"),
         (lambda: train_students(Teacher(n_in=4), 10, lr=-0.1, epochs=5), "lr must be"),

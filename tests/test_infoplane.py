@@ -1,0 +1,92 @@
+"""Information-plane trajectories: agree with direct estimates, the ReLU range rule, summaries."""
+
+import numpy as np
+import pytest
+import torch
+
+from ibutils import data, infoplane, mi, train
+
+
+@pytest.fixture(scope="module")
+def tishby():
+    return data.tishby()
+
+
+@pytest.fixture(scope="module", params=["tanh", "relu"])
+def run(request, tishby):
+    x, y = tishby
+    seeds = [0, 1]
+    train_idx, test_idx = data.train_test_split(len(x), seeds)
+    config = train.TrainConfig(activation=request.param, epochs=30, snapshots=6, lr=4e-3)
+    return train.train(x, y, train_idx, test_idx, config, seeds, device="cpu", progress=False)
+
+
+def test_plane_equals_direct_estimates(run, tishby):
+    x, y = tishby
+    plane = infoplane.binned_plane(run, x, y, chunk=4, progress=False)
+    n_layers = len(run.sizes) - 1
+    assert plane.i_xt.shape == (2, len(run.epochs), n_layers)
+    assert plane.layers[0] == "hidden 1 (10)" and plane.layers[-1] == "output (2)"
+    k = len(run.epochs) // 2
+    acts = run.ensemble(k, device="cpu").forward(torch.as_tensor(x))
+    binning = infoplane.paper_binning(run.config.activation)
+    for seed in range(2):
+        for l, a in enumerate(acts):
+            if l == n_layers - 1:
+                expected = mi.binned(a[seed], y, 30, (-1, 1))
+            elif binning.value_range is None:
+                expected = mi.binned(a[seed], y, 100, tuple(plane.value_range[seed]))
+            else:
+                expected = mi.binned(a[seed], y, 30, (-1, 1))
+            assert plane.i_xt[seed, k, l] == pytest.approx(expected.i_xt, abs=1e-12)
+            assert plane.i_ty[seed, k, l] == pytest.approx(expected.i_ty, abs=1e-12)
+
+
+def test_relu_range_spans_all_hidden_activity(tishby):
+    x, y = tishby
+    train_idx, test_idx = data.train_test_split(len(x), [3])
+    config = train.TrainConfig(activation="relu", epochs=10, snapshots=4, lr=1e-2)
+    run = train.train(x, y, train_idx, test_idx, config, [3], device="cpu", progress=False)
+    lo, hi = np.inf, -np.inf
+    for k in range(len(run.epochs)):
+        for a in run.ensemble(k, device="cpu").forward(torch.as_tensor(x))[:-1]:
+            lo, hi = min(lo, a.min().item()), max(hi, a.max().item())
+    np.testing.assert_allclose(infoplane.activity_range(run, x), [[lo, hi]])
+    assert lo == 0.0
+
+
+def test_histograms_are_distributions(run, tishby):
+    x, y = tishby
+    plane = infoplane.binned_plane(run, x, y, progress=False)
+    for hist, edges in zip(plane.hist, plane.hist_edges):
+        np.testing.assert_allclose(hist.sum(1), 1.0)
+        assert len(edges) == hist.shape[1] + 1
+
+
+def test_first_tanh_layer_keeps_the_12_bits(tishby):
+    x, y = tishby
+    train_idx, test_idx = data.train_test_split(len(x), [0])
+    run = train.train(x, y, train_idx, test_idx, train.TrainConfig(epochs=0), [0], device="cpu", progress=False)
+    plane = infoplane.binned_plane(run, x, y, progress=False)
+    assert plane.i_xt[0, 0, 0] > 11.5
+    assert np.all(np.diff(plane.i_xt[0, 0]) <= 1e-12)  # data processing: information only falls with depth
+
+
+def test_compression_and_largest_drop():
+    i_xt = np.array([[1.0, 5.0], [3.0, 4.0], [2.0, 6.0], [2.5, 6.0]])  # [snapshots, layers]
+    np.testing.assert_allclose(infoplane.compression(i_xt), [0.5, 0.0])
+    np.testing.assert_allclose(infoplane.largest_drop(i_xt), [1.0, 1.0])
+    rising = np.cumsum(np.ones((5, 3)), 0)
+    np.testing.assert_array_equal(infoplane.largest_drop(rising), 0)
+
+
+def test_adaptive_output_binning_is_refused(run, tishby):
+    x, y = tishby
+    with pytest.raises(ValueError, match="output"):
+        infoplane.binned_plane(run, x, y, output=infoplane.ADAPTIVE_BINNING, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"bins": 0}, "bins"), ({"value_range": (1, -1)}, "value_range")])
+def test_bad_binning(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        infoplane.Binning(**kwargs)

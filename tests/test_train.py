@@ -1,0 +1,131 @@
+"""The ensemble trainer: exact gradients, seed independence, determinism, learning."""
+
+import numpy as np
+import pytest
+import torch
+
+from ibutils import data, train
+
+SIZES = (12, 10, 7, 5, 4, 3, 2)
+TORCH_ACTIVATIONS = {
+    "tanh": torch.tanh, "relu": torch.relu, "softsign": torch.nn.functional.softsign,
+    "softplus": torch.nn.functional.softplus, "sigmoid": torch.sigmoid, "linear": lambda z: z,
+}
+
+
+@pytest.fixture(scope="module")
+def tishby():
+    return data.tishby()
+
+
+@pytest.mark.parametrize("activation", train.ACTIVATIONS)
+def test_backward_matches_autograd(activation):
+    torch.manual_seed(0)
+    net = train.Ensemble(SIZES, 3, activation, device="cpu").initialise([0, 1, 2])
+    net.params.add_(0.1 * torch.randn_like(net.params))  # non-zero biases too
+    x = torch.randn(3, 12, 40)
+    labels = torch.randint(0, 2, (3, 40))
+    onehot = torch.nn.functional.one_hot(labels, 2).float().transpose(1, 2)
+    net.backward(x, onehot)
+
+    params = net.params.clone().requires_grad_(True)
+    shapes = [w.shape for w in net.weights] + [b.shape for b in net.biases]
+    views = train._split(params, shapes)
+    h = x
+    for l in range(6):
+        z = torch.baddbmm(views[6 + l], views[l], h)
+        h = z if l == 5 else TORCH_ACTIVATIONS[activation](z)
+    loss = torch.nn.functional.cross_entropy(h.transpose(1, 2).reshape(-1, 2), labels.reshape(-1), reduction="sum")
+    (loss / 40).backward()
+    torch.testing.assert_close(net.grad, params.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_forward_gives_every_layer_and_probabilities():
+    net = train.Ensemble(SIZES, 4, "tanh", device="cpu").initialise(range(4))
+    acts = net.forward(torch.rand(100, 12))
+    assert [tuple(a.shape) for a in acts] == [(4, 100, w) for w in SIZES[1:]]
+    torch.testing.assert_close(acts[-1].sum(-1), torch.ones(4, 100))
+    assert all(a.abs().max() <= 1 for a in acts[:-1])
+
+
+def test_init_is_truncated_normal_with_fan_in_std():
+    net = train.Ensemble((400, 300, 2), 2, "tanh", device="cpu").initialise([0, 1], "fan_in")
+    w = net.weights[0]
+    std = 1 / np.sqrt(400)
+    assert w.abs().max() <= 2 * std + 1e-7
+    # a normal truncated at 2 sd has sd 0.880 of the untruncated one
+    assert w.std().item() == pytest.approx(0.880 * std, rel=0.02)
+    assert not torch.equal(w[0], w[1])
+    assert net.biases[0].abs().max() == 0
+
+
+def _small_run(tishby, seeds, **kwargs):
+    x, y = tishby
+    train_idx, test_idx = data.train_test_split(len(x), seeds)
+    config = train.TrainConfig(**{"epochs": 20, "snapshots": 5, "lr": 4e-3, **kwargs})
+    return train.train(x, y, train_idx, test_idx, config, seeds, device="cpu", progress=False)
+
+
+def test_training_is_deterministic(tishby):
+    a, b = _small_run(tishby, [3, 4]), _small_run(tishby, [3, 4])
+    assert torch.equal(a.params, b.params)
+    np.testing.assert_array_equal(a.train_loss, b.train_loss)
+
+
+def test_a_seed_does_not_depend_on_its_companions(tishby):
+    alone = _small_run(tishby, [7])
+    together = _small_run(tishby, [5, 7, 9])
+    net_alone, net_together = alone.ensemble(-1), together.ensemble(-1)
+    for w_alone, w_together in zip(net_alone.weights, net_together.weights):
+        torch.testing.assert_close(w_alone[0], w_together[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(alone.test_acc[:, 0], together.test_acc[:, 1])
+
+
+def test_training_learns_the_task(tishby):
+    run = _small_run(tishby, [0, 1], epochs=150, snapshots=4, lr=1e-2)
+    assert run.train_loss[-1].mean() < 0.6 * run.train_loss[0].mean()
+    assert run.test_acc[-1].min() > 0.8
+    assert run.epochs[0] == 0 and run.epochs[-1] == 150
+
+
+def test_full_batch_matches_one_batch_the_size_of_the_data(tishby):
+    full = _small_run(tishby, [1], batch_size=None, epochs=5)
+    big = _small_run(tishby, [1], batch_size=10_000, epochs=5)
+    assert torch.equal(full.params, big.params)
+
+
+def test_snapshot_hooks_see_every_layer(tishby):
+    x, y = tishby
+    seen = []
+    train_idx, test_idx = data.train_test_split(len(x), [0, 1])
+    config = train.TrainConfig(epochs=4, snapshots=3)
+    train.train(x, y, train_idx, test_idx, config, [0, 1], device="cpu", keep_params=False, progress=False,
+                on_snapshot=[lambda epoch, acts: seen.append((epoch, [tuple(a.shape) for a in acts]))])
+    assert [e for e, _ in seen] == list(config.snapshot_epochs())
+    assert seen[0][1] == [(2, 4096, w) for w in SIZES[1:]]
+
+
+def test_log_spaced_epochs():
+    epochs = train.log_spaced_epochs(10_000, 300)
+    assert epochs[0] == 0 and epochs[-1] == 10_000
+    assert np.all(np.diff(epochs) > 0)
+    assert 200 < len(epochs) <= 301
+    assert np.all(epochs[:10] == np.arange(10))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"activation": "gelu"}, "activation"), ({"init": "he"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"hidden": ()}, "hidden"), ({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0}, "lr"),
+])
+def test_bad_config_raises(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        train.TrainConfig(**kwargs)
+
+
+def test_bad_shapes_raise(tishby):
+    x, y = tishby
+    train_idx, test_idx = data.train_test_split(len(x), [0, 1])
+    with pytest.raises(ValueError, match="train_idx"):
+        train.train(x, y, train_idx, test_idx, train.TrainConfig(epochs=1), [0], progress=False)
+    with pytest.raises(ValueError, match="x must be"):
+        train.train(x, y[:10], train_idx, test_idx, train.TrainConfig(epochs=1), [0, 1], progress=False)
