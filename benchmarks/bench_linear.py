@@ -19,7 +19,7 @@ import torch
 
 from ibutils.linear import Teacher, _rng, init_students, train_students
 
-FULL = dict(seeds=10, n_in=100, hidden=100, n_train=100, epochs=50, bgd_epochs=2000)
+FULL = dict(seeds=10, n_in=100, hidden=100, n_train=100, epochs=300, bgd_epochs=2000)
 SMOKE = dict(seeds=2, n_in=10, hidden=10, n_train=20, epochs=5, bgd_epochs=50)
 LR, BATCH = 0.01, 5
 

@@ -226,7 +226,10 @@ def _npm_unpack(spec: str) -> Path:
                                  capture_output=True, text=True).stdout.split()
             tgz = Path(tmp) / out[-1]
             with tarfile.open(tgz) as tar:
-                tar.extractall(Path(tmp) / "x", filter="data")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
+                    tar.extractall(Path(tmp) / "x", filter="data")
+                else:
+                    tar.extractall(Path(tmp) / "x")  # noqa: S202 - npm registry tarball
             shutil.rmtree(target, ignore_errors=True)
             shutil.move(str(Path(tmp) / "x"), target)
     return target / "package"

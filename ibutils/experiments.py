@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
-from ibutils import data, infoplane, results, train
+from ibutils import data, infoplane, mi, results, train
 
 
 @dataclass
@@ -69,4 +69,4 @@ def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fractio
         seconds = {"training": round(trained - started, 2), "binning": round(time.time() - trained, 2)}
         return TishbyNetResult(replace(run, params=None), plane, seconds)
 
-    return results.cached("tishby_net", key, compute)
+    return results.cached("tishby_net", key, compute, modules=(data, train, infoplane, mi))

@@ -142,7 +142,8 @@ def gaussian_channel(w, cov_x, noise_var: float = 1.0) -> float | np.ndarray:
     """Exact I(X; W X + Z) in bits for X ~ N(0, cov_x), Z ~ N(0, noise_var I).
 
     I = 1/2 log2 det(I + W cov_x W^T / noise_var) (SPEC 2.4; the paper's Eq. 6 omits the 1/2
-    and cov_x). Stable for rank-deficient W (the matrix is always positive definite).
+    and cov_x). Computed by a Cholesky log-determinant, stable for rank-deficient W (the matrix
+    I + W cov_x W^T / noise_var is always positive definite).
 
     Args:
         w: weights [..., n_out, n_in]; leading dimensions are a batch (e.g. seeds).
@@ -181,9 +182,16 @@ def gaussian_label_information(
     Returns:
         bits, a float or an array over the broadcast batch dimensions.
     """
-    w, w0 = _weights("w", w), _weights("w0", w0).to(w.device)
+    w = _weights("w", w)
+    w0 = _weights("w0", w0).to(w.device)
     if w0.shape[-1] != w.shape[-1]:
         raise ValueError(f"w0 must have n_in = {w.shape[-1]} columns like w, got shape {tuple(w0.shape)}")
+    try:
+        torch.broadcast_shapes(w.shape[:-2], w0.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"w0's batch dimensions {tuple(w0.shape[:-2])} must broadcast with w's {tuple(w.shape[:-2])}"
+        ) from None
     cov = _covariance(cov_x, w.shape[-1], w.device)
     noise_var = _positive("noise_var", noise_var)
     output_noise_var = _positive("output_noise_var", output_noise_var)
@@ -239,7 +247,8 @@ def expected_test_error(w_total, w0, cov_x, output_noise_var: float = 1.0) -> fl
     Returns:
         squared error (units of Y^2) summed over the n_y outputs, a float or an array [...].
     """
-    w, w0 = _weights("w_total", w_total), _weights("w0", w0).to(torch.as_tensor(w_total).device)
+    w = _weights("w_total", w_total)
+    w0 = _weights("w0", w0).to(w.device)
     if w0.shape[-2:] != w.shape[-2:]:
         raise ValueError(
             f"w0 must have the shape [..., {w.shape[-2]}, {w.shape[-1]}] of w_total, got {tuple(w0.shape)}"
@@ -399,16 +408,17 @@ def init_students(
     Returns:
         per layer l, a tensor [n_seeds, layer_sizes[l+1], layer_sizes[l]].
     """
-    if not (isinstance(init_std, str) and init_std == "fan_in"):
-        if isinstance(init_std, str):
-            raise ValueError(f"init_std must be a number >= 0 or 'fan_in', got {init_std!r}")
+    fan_in = isinstance(init_std, str)
+    if fan_in and init_std != "fan_in":
+        raise ValueError(f"init_std must be a number >= 0 or 'fan_in', got {init_std!r}")
+    if not fan_in:
         _positive("init_std", init_std, allow_zero=True)
     shapes = zip(layer_sizes[1:], layer_sizes[:-1])
     ws = [np.empty((len(_seeds(seeds)), n_out, n_in)) for n_out, n_in in shapes]
     for i, s in enumerate(_seeds(seeds)):
         rng = _rng(s, "init")
         for w in ws:
-            std = 1 / math.sqrt(w.shape[2]) if init_std == "fan_in" else init_std
+            std = 1 / math.sqrt(w.shape[2]) if fan_in else init_std
             w[i] = std * rng.standard_normal(w.shape[1:])
     return [torch.from_numpy(w).to(dtype) for w in ws]
 
@@ -457,7 +467,8 @@ def _descend(ws: list[torch.Tensor], lr: float, n_steps: int, total_grad) -> Non
     """
     last = len(ws) - 1
     for step in range(n_steps):
-        heads, acc = [None] * len(ws), None  # heads[l] = W_L ... W_{l+2}, [S, n_out, n_{l+1}]
+        # heads[l] = ws[last] @ ... @ ws[l + 1]: layer l's output -> network output (None: identity)
+        heads, acc = [None] * len(ws), None
         for layer in range(last, 0, -1):
             acc = ws[layer] if acc is None else torch.bmm(acc, ws[layer])
             heads[layer - 1] = acc
@@ -549,6 +560,8 @@ def train_students(
     noise_var = _positive("noise_var", noise_var)
     if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
     seeds = _seeds(seeds)
     snaps = log_epochs(epochs, n_snapshots)
     settings = dict(
@@ -560,11 +573,13 @@ def train_students(
     device = torch.device(device)
     w0 = teacher.weights(seeds)
     x, y = teacher.sample(w0, n_train, seeds, "train")
-    ws = [w.to(device) for w in init_students((teacher.n_in, *hidden, teacher.n_out), init_std, seeds, dtype)]
+    sizes = (teacher.n_in, *hidden, teacher.n_out)
+    ws = [w.to(device) for w in init_students(sizes, init_std, seeds, dtype)]
     relevant = teacher.relevant if teacher.n_relevant is not None else None
 
     n_seeds, n_layers, n_k = len(seeds), len(ws), len(snaps)
-    rec = {k: np.empty((n_seeds, n_k, n_layers)) for k in ("i_xt", "i_ty", "i_x_relevant", "i_x_irrelevant")}
+    names = ("i_xt", "i_ty", "i_x_relevant", "i_x_irrelevant")
+    rec = {name: np.empty((n_seeds, n_k, n_layers)) for name in names}
     train_error, test_error = np.empty((n_seeds, n_k)), np.empty((n_seeds, n_k))
 
     def record(k: int) -> None:
@@ -586,7 +601,8 @@ def train_students(
         test_error[:, k] = teacher.test_error(w_tot, w0)
 
     if batch_size is None:  # batch GD needs only X^T X and Y^T X: G = W X^T X - Y^T X
-        xtx, ytx = (x.transpose(1, 2) @ x).to(device, dtype), (y.transpose(1, 2) @ x).to(device, dtype)
+        xtx = (x.transpose(1, 2) @ x).to(device, dtype)
+        ytx = (y.transpose(1, 2) @ x).to(device, dtype)
 
         def run_epochs(n_ep: int) -> None:
             _descend(ws, lr, n_ep, lambda w_tot, step: torch.baddbmm(ytx, w_tot, xtx, beta=-1))

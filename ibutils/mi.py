@@ -9,6 +9,7 @@ every pattern distinct), and T is computed on the device of `t`.
 - `binned_floor`: ibsgd's unbounded bins, code = floor(t / bin_width).
 - `kde`: Kolchinsky & Tracey pairwise-distance estimates with Gaussian noise of variance noise_var.
 - `entropy`: plug-in entropy of a label vector.
+- `gaussian_channel`: exact I(X; WX + Z) for Gaussian X (defined in `ibutils.linear`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "kde"]
+from ibutils.linear import gaussian_channel
+
+__all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "kde", "gaussian_channel"]
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _KEY_LIMIT = 2**63  # packed row keys are int64, so they must stay below this

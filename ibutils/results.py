@@ -24,7 +24,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -163,26 +164,27 @@ def findings_table(claims: list[Claim]):
     return HTML(f'<table class="ibutils-findings"><thead>{head}</thead><tbody>{rows}</tbody></table>')
 
 
-def _source_hash() -> str:
+def _source_hash(modules: Sequence[ModuleType]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        digest.update(path.read_bytes())
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
 
-def config_key(config: dict) -> str:
-    """A hash of a JSON-able config plus the ibutils source, so a code change invalidates the cache."""
+def config_key(config: dict, modules: Sequence[ModuleType] = ()) -> str:
+    """A hash of a JSON-able config and of the source of `modules`, so editing them invalidates the cache."""
     text = json.dumps(_to_jsonable(config), sort_keys=True)
-    return hashlib.sha256((text + _source_hash()).encode()).hexdigest()[:20]
+    return hashlib.sha256((text + _source_hash(modules)).encode()).hexdigest()[:20]
 
 
-def cached(name: str, config: dict, compute: Callable[[], Any]) -> Any:
-    """Return `compute()`, cached on disk under `cache_dir()` by `name` and `config_key(config)`.
+def cached(name: str, config: dict, compute: Callable[[], Any], modules: Sequence[ModuleType] = ()) -> Any:
+    """Return `compute()`, cached on disk under `cache_dir()` by `name` and `config_key(config, modules)`.
 
-    The value must be picklable by `torch.save` (tensors, arrays, dicts, dataclasses).
-    Writes are atomic, so an interrupted run never leaves a half entry.
+    `modules` are the ibutils modules whose code the value depends on. The value must be
+    picklable by `torch.save` (tensors, arrays, dicts, dataclasses). Writes are atomic, so an
+    interrupted run never leaves a half entry.
     """
-    path = cache_dir() / f"{name}-{config_key(config)}.pt"
+    path = cache_dir() / f"{name}-{config_key(config, modules)}.pt"
     if path.exists():
         return torch.load(path, weights_only=False)
     value = compute()

@@ -180,21 +180,28 @@ class Ensemble:
         """
         return [h.transpose(1, 2) for h in self._forward(x.T)]
 
-    def backward(self, x: torch.Tensor, onehot: torch.Tensor) -> None:
+    def backward(self, x: torch.Tensor, onehot: torch.Tensor, per_sample: bool = False) -> list[torch.Tensor] | None:
         """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.
 
         `x` is `[S, d, B]`, `onehot` is `[S, classes, B]` (samples innermost).
+        With `per_sample=True` also return, per layer, the weight gradient of each sample's
+        own loss, `[S, B, fan_out, fan_in]` (their mean is `weight_grads[l]`).
         """
         hs = [x, *self._forward(x)]
-        dz = (hs[-1] - onehot).mul_(1.0 / x.shape[2])
+        n = x.shape[2]
+        dz = (hs[-1] - onehot).mul_(1.0 / n)
+        samples = [None] * len(self.weights)
         for l in range(len(self.weights) - 1, -1, -1):
             torch.bmm(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
             torch.sum(dz, dim=2, keepdim=True, out=self.bias_grads[l])
+            if per_sample:
+                samples[l] = torch.einsum("sob,sib->sboi", dz, hs[l]) * n
             if l:
                 dz = torch.bmm(self.weights[l].transpose(1, 2), dz)
                 deriv = _derivative(self.activation, hs[l])
                 if deriv is not None:
                     dz.mul_(deriv)
+        return samples if per_sample else None
 
     def load(self, flat: torch.Tensor) -> "Ensemble":
         self.params.copy_(flat)
@@ -280,6 +287,7 @@ def _take_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
           device: torch.device | str | None = None, keep_params: bool = True,
           on_snapshot: Sequence[Callable[[int, list[torch.Tensor]], None]] = (),
+          on_batch: Sequence[Callable[[int, Ensemble, torch.Tensor, torch.Tensor], None]] = (),
           progress: bool = True) -> Run:
     """Train one model per seed on its own rows of (`x`, `y`) and record snapshots.
 
@@ -293,6 +301,9 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
     keep_params : keep a CPU copy of all parameters at every snapshot (`Run.params`).
     on_snapshot : hooks called as `hook(epoch, activations)` with the activations of
         every layer on all N rows of `x`, each `[S, N, width]`.
+    on_batch : hooks called as `hook(epoch, net, x_batch, onehot_batch)` for every minibatch
+        of every snapshot epoch (>= 1), after the gradient is in `net.grad` and before the
+        update; batches are `[S, d, B]` and `[S, C, B]`. For gradient statistics (SPEC 2.6).
 
     Minibatches: each epoch, each seed shuffles its training rows and takes consecutive
     batches of `config.batch_size` (the last one smaller); `None` is full batch.
@@ -346,12 +357,15 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
             epoch_table = _take_rows(table.view(-1, table.shape[-1]), rows.view(-1)).view(table.shape)
         else:
             epoch_table = table
+        at_snapshot = next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]
         for start in range(0, n_train, batch):
             # transposed views: samples innermost, as Ensemble.backward expects
             rows = epoch_table[:, start:start + batch].transpose(1, 2)
             net.backward(rows[:, :d], rows[:, d:])
+            for hook in on_batch if at_snapshot else ():
+                hook(epoch, net, rows[:, :d], rows[:, d:])
             opt.step()
-        if next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]:
+        if at_snapshot:
             snapshot(epoch)
             next_snap += 1
 

@@ -322,6 +322,15 @@ def test_vectorised_seeds_equal_single_runs_and_deterministic(batch_size):
                                    rtol=1e-10, atol=1e-13)
 
 
+def test_float32_training_tracks_float64():
+    kw = dict(hidden=(8,), init_std=0.1, lr=0.02, epochs=50, batch_size=5, seeds=[0, 1], n_snapshots=5,
+              progress=False)
+    single = train_students(Teacher(n_in=8), 20, dtype=torch.float32, **kw)
+    double = train_students(Teacher(n_in=8), 20, **kw)
+    np.testing.assert_allclose(single.i_xt, double.i_xt, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(single.test_error, double.test_error, rtol=1e-5)
+
+
 def test_run_records_exact_quantities():
     teacher = Teacher(n_in=10, n_out=1, n_relevant=4)
     run = train_students(teacher, 10, hidden=(6,), init_std=0.2, lr=0.05, epochs=40, batch_size=5,
@@ -368,6 +377,7 @@ def test_divergence_is_reported():
         (lambda: gaussian_channel(np.ones((2, 2)), 1.0, 0.0), "noise_var must be a finite number > 0"),
         (lambda: gaussian_label_information(np.ones((2, 3)), np.ones((1, 4)), 1.0), "w0 must have n_in = 3"),
         (lambda: gaussian_label_information(np.ones((2, 3)), np.ones((1, 3)), 1, 1, 0), "output_noise_var"),
+        (lambda: gaussian_label_information(np.ones((2, 2, 3)), np.ones((3, 1, 3)), 1.0), "must broadcast"),
         (lambda: subspace_information(np.ones((2, 3)), 1.0, [0, 3]), "subset must be"),
         (lambda: subspace_information(np.ones((2, 3)), 1.0, [0, 0]), "subset must be"),
         (lambda: subspace_information(np.ones((2, 3)), 1.0, np.ones(2, bool)), "mask must have shape"),
@@ -390,6 +400,7 @@ def test_divergence_is_reported():
         (lambda: train_students(Teacher(n_in=4), 0, lr=0.1, epochs=5), "n_train must be"),
         (lambda: train_students("teacher", 10, lr=0.1, epochs=5), "teacher must be a Teacher"),
         (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, threads=0), "threads must be"),
+        (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, dtype=torch.int64), "dtype must be"),
     ],
 )
 def test_bad_input_raises(call, match):

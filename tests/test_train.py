@@ -129,3 +129,28 @@ def test_bad_shapes_raise(tishby):
         train.train(x, y, train_idx, test_idx, train.TrainConfig(epochs=1), [0], progress=False)
     with pytest.raises(ValueError, match="x must be"):
         train.train(x, y[:10], train_idx, test_idx, train.TrainConfig(epochs=1), [0, 1], progress=False)
+
+
+def test_per_sample_gradients_average_to_the_batch_gradient():
+    net = train.Ensemble(SIZES, 2, "tanh", device="cpu").initialise([0, 1])
+    x = torch.randn(2, 12, 16)
+    onehot = torch.nn.functional.one_hot(torch.randint(0, 2, (2, 16)), 2).float().transpose(1, 2)
+    per_sample = net.backward(x, onehot, per_sample=True)
+    for l, samples in enumerate(per_sample):
+        assert samples.shape == (2, 16, *net.weights[l].shape[1:])
+        torch.testing.assert_close(samples.mean(1), net.weight_grads[l])
+    single = train.Ensemble(SIZES, 2, "tanh", device="cpu").load(net.params)
+    single.backward(x[..., 3:4].contiguous(), onehot[..., 3:4].contiguous())
+    torch.testing.assert_close(per_sample[0][:, 3], single.weight_grads[0])
+
+
+def test_batch_hooks_run_in_snapshot_epochs_only(tishby):
+    x, y = tishby
+    calls = []
+    train_idx, test_idx = data.train_test_split(len(x), [0])
+    config = train.TrainConfig(epochs=6, snapshots=3, batch_size=1024)
+    train.train(x, y, train_idx, test_idx, config, [0], device="cpu", progress=False,
+                on_batch=[lambda epoch, net, xb, yb: calls.append((epoch, xb.shape[-1]))])
+    snaps = [int(e) for e in config.snapshot_epochs() if e > 0]
+    assert sorted({e for e, _ in calls}) == snaps
+    assert [b for e, b in calls if e == snaps[0]] == [1024, 1024, 1024, 205]
