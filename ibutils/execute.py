@@ -130,6 +130,12 @@ def kernel_env() -> dict[str, str]:
         # An inherited MPLBACKEND=Agg would silently drop every figure from the book.
         "MPLBACKEND": MPL_INLINE,
         "IBUTILS_RESULTS_DIR": str(RESULTS),
+        # Runs are cached inside the build tree, so a fresh clone (CI) really trains, and
+        # `make clean` forgets them.
+        "IBUTILS_CACHE_DIR": os.environ.get("IBUTILS_CACHE_DIR") or str(ROOT / "_build" / "cache" / "runs"),
+        # tqdm.auto bars are ipywidgets in a kernel: the site would ship their state and the
+        # widget JavaScript for bars nobody can watch.
+        "TQDM_DISABLE": "1",
     }
     data = os.environ.get("IBUTILS_DATA")
     if data:
