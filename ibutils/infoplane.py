@@ -157,3 +157,14 @@ def largest_drop(i_xt: np.ndarray) -> np.ndarray:
     """
     running_max = np.maximum.accumulate(i_xt, axis=-2)
     return (running_max - i_xt).max(-2)
+
+
+def saturated_share(plane: InformationPlane, layer: int, values=(-1.0, 1.0)) -> np.ndarray:
+    """Share of a layer's activity (first seed) in the bins holding `values`, per snapshot.
+
+    For tanh units `values=(-1, 1)` are the two saturation bins; for the softmax output use
+    `(0, 1)`. Returns `[snapshots]`, fractions in [0, 1].
+    """
+    edges = plane.hist_edges[layer]
+    bins = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    return plane.hist[layer][:, np.unique(bins)].sum(1)

@@ -90,3 +90,10 @@ def test_adaptive_output_binning_is_refused(run, tishby):
 def test_bad_binning(kwargs, name):
     with pytest.raises(ValueError, match=name):
         infoplane.Binning(**kwargs)
+
+
+def test_saturated_share_picks_the_bins_holding_the_values():
+    hist = np.array([[0.5, 0.0, 0.2, 0.3], [0.25, 0.25, 0.25, 0.25]])
+    plane = infoplane.InformationPlane(np.arange(2), ["l"], None, None, [hist], [np.linspace(-1, 1, 5)], None)
+    np.testing.assert_allclose(infoplane.saturated_share(plane, 0), [0.8, 0.5])  # bins of -1 and +1
+    np.testing.assert_allclose(infoplane.saturated_share(plane, 0, (0.0, 1.0)), [0.5, 0.5])  # [0, .5) and [.5, 1]
