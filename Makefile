@@ -5,6 +5,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.ibutils-installed
+LAB_STAMP := $(VENV)/.ibutils-lab-installed
 # `make book QUICK=1` or PROFILE=quick runs the quick profile; the default is the paper's.
 PROFILE ?= $(if $(QUICK),quick,paper)
 NAME    ?=
@@ -19,7 +20,7 @@ ifdef IBUTILS_DATA
 export IBUTILS_DATA
 endif
 
-.PHONY: help install test book site chapter pagetest clean
+.PHONY: help install test book site chapter pagetest lab clean
 
 help:
 	@echo "make book [QUICK=1]      execute every chapter (paper or quick profile) and build _build/html"
@@ -27,6 +28,7 @@ help:
 	@echo "make chapter NAME=01_tanh_vs_relu [PROFILE=quick]   re-run one chapter, rebuild the site"
 	@echo "make site                build _build/html from the chapters executed so far"
 	@echo "make pagetest            browser checks of the built site (needs /usr/bin/chromium)"
+	@echo "make lab                 JupyterLab on book/, to run the chapters with live widgets"
 	@echo "make clean               remove _build/"
 
 $(BIN)/python:
@@ -55,6 +57,15 @@ chapter: $(STAMP)
 
 pagetest: $(STAMP)
 	$(BIN)/python -m pytest tests/site $(PYTEST_ARGS)
+
+$(LAB_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install -e '.[dev,lab]'
+	touch $@
+
+# Chapters opened here run top to bottom in the paper profile unless the parameters cell says
+# profile = "quick"; their results JSON goes to _build/results, as with `make chapter`.
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --notebook-dir=book
 
 clean:
 	rm -rf _build

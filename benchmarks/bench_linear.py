@@ -7,7 +7,8 @@ Both sides train the same students on the same teachers, data and minibatch orde
 for a short run; the baseline takes one autograd backward pass of the summed loss per step. Prints
 steps per second for each, their ratio, the largest difference in the final weights, and the
 projected wall time of a Fig. 4 run (10^4 epochs). Also times batch GD (P = 400), whose steps cost
-the same for any P. Exits non-zero if the two disagree.
+the same for any P, and the cost of recording gradient statistics in a Fig. 21 run (1-1-1
+network, SGD with batch 1). Exits non-zero if the two disagree.
 """
 
 import argparse
@@ -19,8 +20,8 @@ import torch
 
 from ibutils.linear import Teacher, _rng, init_students, train_students
 
-FULL = dict(seeds=10, n_in=100, hidden=100, n_train=100, epochs=300, bgd_epochs=2000)
-SMOKE = dict(seeds=2, n_in=10, hidden=10, n_train=20, epochs=5, bgd_epochs=50)
+FULL = dict(seeds=10, n_in=100, hidden=100, n_train=100, epochs=300, bgd_epochs=2000, fig21_epochs=500)
+SMOKE = dict(seeds=2, n_in=10, hidden=10, n_train=20, epochs=5, bgd_epochs=50, fig21_epochs=5)
 LR, BATCH = 0.01, 5
 
 
@@ -78,6 +79,16 @@ def main():
     t_bgd = time.perf_counter() - start
     print(f"batch GD, P = {4 * size['n_train']}: {size['bgd_epochs'] / t_bgd:.0f} epochs/s "
           f"(10^4 epochs: {1e4 * t_bgd / size['bgd_epochs']:.1f} s)")
+
+    fig21 = dict(hidden=(1,), lr=1e-3, epochs=size["fig21_epochs"], batch_size=1, seeds=seeds, n_snapshots=60,
+                 progress=False)
+    timings = {}
+    for mode in (None, "minibatch"):
+        start = time.perf_counter()
+        train_students(Teacher(n_in=1), 100, gradient_stats=mode, **fig21)
+        timings[mode] = time.perf_counter() - start
+    print(f"Fig. 21 (1-1-1, SGD batch 1, {size['fig21_epochs']} epochs, 60 snapshots): "
+          f"{timings[None]:.1f} s, with gradient statistics {timings['minibatch']:.1f} s")
     if diff > 1e-9:
         print("MISMATCH between the trainer and the autograd baseline", file=sys.stderr)
         sys.exit(1)

@@ -3,8 +3,11 @@
 The committed `book/*.ipynb` carry no outputs. Executed copies go to a mirror tree,
 `_build/src/` (with `_config.yml`, `_toc.yml` and the rest of `book/`), from which
 Jupyter Book builds `_build/html/` with its own execution switched off. Each chapter
-writes its results JSON to `_build/results/<chapter-id>.json`; the build copies those
-files into the site under `_static/results/`.
+writes its results JSON to `_build/results/<chapter-id>.json`; the build publishes those
+of the chapters executed in the mirror under `_static/results/`, each with its series as
+CSV tables (`ibutils.sitedata`), and draws the text pages' figures into `book/_generated/`.
+The intro's scoreboard and the data lines under the figures are made from the published
+files by the book's Sphinx extension (book/_ext/ibutils_site.py).
 
 Used by `make book`, `make chapter`, `make test` (through tests/test_notebooks.py) and
 the CLI `python -m ibutils run|build`.
@@ -13,6 +16,7 @@ the CLI `python -m ibutils run|build`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -75,16 +79,33 @@ def select(names: list[str] | None) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ staging
+PLACEHOLDER_TAG = "ibutils-placeholder"
+
+
+def executed(nb: Path | str) -> bool:
+    """Whether the mirror holds an executed copy of chapter `nb` (not the placeholder `stage` puts there)."""
+    import nbformat
+
+    copy = SRC / "book" / Path(nb).name
+    if not copy.exists():
+        return False
+    try:
+        doc = nbformat.read(copy, as_version=4)
+    except (OSError, ValueError):  # being written by a run right now: not a placeholder
+        return True
+    return not any(PLACEHOLDER_TAG in c.metadata.get("tags", []) for c in doc.cells)
+
+
 def _placeholder(nb: Path, dst: Path) -> None:
     """Copy an unexecuted source so the site still builds, with a note saying so."""
     import nbformat
 
     doc = nbformat.read(nb, as_version=4)
     note = nbformat.v4.new_markdown_cell(
-        ":::{note}\nThis chapter has not been executed in this build. Run\n"
+        f":::{{note}}\n:class: {PLACEHOLDER_TAG}\nThis chapter has not been executed in this build. Run\n"
         f"`make chapter NAME={nb.stem}` (or `make book`) to fill in its results.\n:::"
     )
-    note.metadata["tags"] = ["ibutils-placeholder"]
+    note.metadata["tags"] = [PLACEHOLDER_TAG]
     # after the title cell, so the page keeps its heading
     at = 1 if doc.cells and doc.cells[0].cell_type == "markdown" else 0
     doc.cells.insert(at, note)
@@ -117,9 +138,8 @@ def stage(fresh: bool = True) -> Path:
         if old.name not in sources:
             old.unlink()
     for nb in notebooks():
-        dst = SRC / "book" / nb.name
-        if not dst.exists():
-            _placeholder(nb, dst)
+        if not executed(nb):  # (re)write, so that a placeholder follows its edited source
+            _placeholder(nb, SRC / "book" / nb.name)
     return SRC
 
 
@@ -163,6 +183,44 @@ def _tag_injected(path: Path) -> None:
         nbformat.write(doc, path)
 
 
+ENGINE = "ibutils"  # the papermill engine `run_one` uses (see `_register_engine`)
+
+
+def _register_engine() -> None:
+    """Register papermill's nbclient engine under ENGINE, minus nbclient's stand-in for ipywidgets
+    Output widgets.
+
+    When a cell opens an Output widget (`ipywidgets.interactive` does, so `ibutils.widgets.live`
+    does), nbclient plays its front end and answers the kernel on the shell channel while it
+    awaits that cell's reply on the same channel. Now and then the reply's arrival is then missed
+    and the cell sits idle until its whole timeout (30 s in a test notebook, 30 min per cell in
+    `make test`) before execution goes on: measured 3 stalls in 30 runs of one `widgets.live`
+    cell with the stand-in, none in 42 without (nbclient 0.11.0, pyzmq 27.3.0; see
+    jupyter/nbclient#312). Without it, what an Output widget shows during a batch run becomes
+    ordinary output of its cell; the book hides live cells' output on the site anyway.
+    """
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class Client(PapermillNotebookClient):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.widget_registry = {}
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            for unused in ("input_path", "timeout", "startup_timeout"):  # as papermill's own engine
+                kwargs.pop(unused, None)
+            return Client(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
+                          kernel_name=kernel_name, log=logging.getLogger("papermill"),
+                          log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
+                          **kwargs).execute()
+
+    papermill_engines.register(ENGINE, Engine)
+
+
 def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAULT_TIMEOUT) -> Path:
     """Execute one chapter into the mirror; raises on any cell error.
 
@@ -175,6 +233,7 @@ def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAUL
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     nb = Path(nb).resolve()
     kernel_env()
+    _register_engine()
     dst = SRC / "book" / nb.name
     dst.parent.mkdir(parents=True, exist_ok=True)
     results_path(nb).unlink(missing_ok=True)
@@ -188,6 +247,7 @@ def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAUL
             cwd=str(nb.parent),
             progress_bar=False,
             execution_timeout=timeout,
+            engine_name=ENGINE,
         )
     finally:
         _tag_injected(dst)
@@ -296,15 +356,52 @@ def place_widget_fonts() -> None:
 
 
 def stage_results() -> Path:
-    """Copy the chapters' results JSON into the site's `_static/results/`."""
+    """Publish the chapters' records in the site's `_static/results/`: each `<chapter-id>.json`,
+    and beside it `<chapter-id>/<table>.csv`, the data behind its figures as flat tables."""
+    from ibutils import sitedata
+
     dst = SRC / "book" / "_static" / "results"
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
     for nb in notebooks():  # only current chapters' records, not leftovers
         f = results_path(nb)
-        if f.exists():
-            shutil.copy2(f, dst / f.name)
+        if not f.exists():
+            continue
+        if not executed(nb):  # a record from another run than the page: the site would disagree with itself
+            print(f"{f.relative_to(ROOT)} not published: {nb.stem} has no executed copy in {SRC.relative_to(ROOT)}",
+                  flush=True)
+            continue
+        shutil.copy2(f, dst / f.name)
+        sitedata.write_tables(json.loads(f.read_text(encoding="utf-8")), dst / f.stem)
     return dst
+
+
+GENERATED = "_generated"  # under the mirror's book/: files made for the site at build time
+
+
+def site_figures() -> list[Path]:
+    """Draw the figures of the book's text pages into the mirror's `book/_generated/` (SVG).
+
+    Now one: `reading_the_plane.svg`, the annotated sketch of `ibutils.plots.reading_guide`
+    that the intro's primer shows. Drawn with the book's style, so it matches the chapters.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # a build has no kernel; never the inline backend here
+    import matplotlib.pyplot as plt
+
+    from ibutils import plots
+
+    out = SRC / "book" / GENERATED
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "reading_the_plane.svg"
+    with plt.rc_context({**plots.STYLE, "svg.hashsalt": "ibutils", "svg.fonttype": "path"}):
+        fig = plots.reading_guide()
+        try:
+            fig.savefig(path, format="svg", metadata={"Date": None})  # same bytes every build
+        finally:
+            plt.close(fig)
+    return [path]
 
 
 def build(strict: bool = True) -> int:
@@ -312,6 +409,7 @@ def build(strict: bool = True) -> int:
     stage(fresh=False)  # picks up edited text pages, config and toc; keeps executed chapters
     vendor_js()
     stage_results()
+    site_figures()
     shutil.rmtree(HTML, ignore_errors=True)  # no stale pages of removed chapters
     exe = Path(sys.executable).with_name("jupyter-book")
     # --all: a few seconds more, but pages never go stale when only the toolchain changed

@@ -150,13 +150,17 @@ def compression(i_xt: np.ndarray) -> np.ndarray:
     return i_xt.max(-2) - i_xt[..., -1, :]
 
 
-def largest_drop(i_xt: np.ndarray) -> np.ndarray:
-    """The largest decrease of I(X;T) between any snapshot and any later one, per layer, in bits.
+def largest_drop(values, axis: int = -2) -> np.ndarray:
+    """The largest fall of a trajectory below its own earlier maximum, along `axis`, per trajectory.
 
-    Zero for a trajectory that never decreases. `i_xt` is `[..., snapshots, layers]`.
+    max_k (max_{j<=k} v_j - v_k): 0 for a non-decreasing trajectory. Unlike consecutive
+    differences it also catches slow declines over many snapshots. The default axis fits
+    `[..., snapshots, layers]` arrays; the result has `axis` removed, in the units of `values`.
     """
-    running_max = np.maximum.accumulate(i_xt, axis=-2)
-    return (running_max - i_xt).max(-2)
+    v = np.asarray(values, dtype=float)
+    if v.ndim == 0 or v.shape[axis] == 0:
+        raise ValueError(f"values must have a non-empty time axis {axis}, got shape {v.shape}")
+    return (np.maximum.accumulate(v, axis=axis) - v).max(axis=axis)
 
 
 def saturated_share(plane: InformationPlane, layer: int, values=(-1.0, 1.0)) -> np.ndarray:

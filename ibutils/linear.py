@@ -1,7 +1,8 @@
 """Linear student-teacher networks: exact information, exact generalisation, and training.
 
-Saxe et al. (2018), Sections 3 and 5 (Fig. 3, 4A-B, 6, 18, 19). Everything here is closed-form
-Gaussian theory plus a vectorised trainer for deep linear students; see SPEC 2.4, 2.5, E5, E8.
+Saxe et al. (2018), Sections 3 and 5 (Fig. 3, 4A-B, 6, 18, 19, 21). Everything here is closed-form
+Gaussian theory plus a vectorised trainer for deep linear students (with optional gradient
+signal-to-noise statistics, SPEC 2.6) and the figures of a run; see SPEC 2.4, 2.5, E5, E8.
 
 Conventions (all information in **bits**):
 
@@ -27,9 +28,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from ibutils import gradients, infoplane, plots
 
 _LN2 = math.log(2.0)
 _STREAMS = {"teacher": 0, "train": 1, "init": 2, "shuffle": 3, "test": 4}
@@ -259,25 +263,6 @@ def expected_test_error(w_total, w0, cov_x, output_noise_var: float = 1.0) -> fl
     return _out(((d @ cov) * d).sum((-1, -2)) + noise)
 
 
-def largest_decrease(values, axis: int = 1) -> np.ndarray:
-    """The largest fall of a trajectory below its own earlier maximum, along `axis`.
-
-    max_k (max_{j<=k} v_j - v_k): 0 for a non-decreasing trajectory. Used for the claim that I(X;T)
-    never decreases; unlike consecutive differences it also catches slow declines over many snapshots.
-
-    Args:
-        values: trajectories, e.g. `LinearRun.i_xt` [S, K, L] with snapshots along axis 1.
-        axis: the snapshot (time) axis.
-
-    Returns:
-        the largest decrease, in the units of `values` (bits for information), with `axis` removed.
-    """
-    v = np.asarray(values, dtype=float)
-    if v.ndim == 0 or v.shape[axis] == 0:
-        raise ValueError(f"values must have a non-empty time axis {axis}, got shape {v.shape}")
-    return (np.maximum.accumulate(v, axis=axis) - v).max(axis=axis)
-
-
 # ----------------------------------------------------------------------------------------------
 # Teacher and data
 # ----------------------------------------------------------------------------------------------
@@ -439,6 +424,9 @@ class LinearRun:
         test_error: [S, K] exact expected test error E||Y - W_tot X||^2.
         w0: [S, n_out, n_in] the teachers; final_weights: per layer [S, n_l, n_{l-1}] at the end.
         settings: every argument of the run (teacher fields included), for the results record.
+        weight_norm: [S, K, L] Frobenius norm ||W_l||_F of each layer's own weights.
+        grad_stats: with `train_students(..., gradient_stats=...)`, the gradient statistics of every
+            layer at the snapshot epochs >= 1 (an `ibutils.gradients.Trajectory`), else None.
     """
 
     epochs: np.ndarray
@@ -451,6 +439,52 @@ class LinearRun:
     w0: np.ndarray
     final_weights: list[np.ndarray] = field(repr=False)
     settings: dict = field(default_factory=dict)
+    weight_norm: np.ndarray | None = None
+    grad_stats: gradients.Trajectory | None = None
+
+    @property
+    def layer_names(self) -> list[str]:
+        """"hidden 1", ..., "hidden L-1", "output"."""
+        n = self.i_xt.shape[2]
+        return [f"hidden {l + 1}" for l in range(n - 1)] + ["output"]
+
+    @property
+    def final_map(self) -> np.ndarray:
+        """The students' input-output maps W_L ... W_1 at the end, [S, n_out, n_in]."""
+        out = self.final_weights[0]
+        for w in self.final_weights[1:]:
+            out = w @ out
+        return out
+
+    @property
+    def overtraining(self) -> np.ndarray:
+        """Final minus smallest exact test error over the snapshots, per seed [S] (units of Y^2)."""
+        return self.test_error[:, -1] - self.test_error.min(1)
+
+    def series(self) -> dict:
+        """The results-JSON layout of the run: seed means, and spreads (`_sd`) across seeds.
+
+        Per layer and snapshot `[L][K]`: i_xt, i_ty (bits), weight_norm (and i_x_relevant,
+        i_x_irrelevant with task-irrelevant inputs). Per snapshot `[K]`: train_error, test_error.
+        Per layer `[L]`: largest_decrease, the largest fall of I(X;T) of any seed (bits). Scalars:
+        overtraining and overtraining_sd. With gradient statistics: grad_epochs `[K']` and
+        grad_mean, grad_std, grad_snr `[L][K']` (seed means).
+        """
+        out = {"epochs": self.epochs, "layers": self.layer_names}
+        per_layer = {"i_xt": self.i_xt, "i_ty": self.i_ty, "weight_norm": self.weight_norm,
+                     "i_x_relevant": self.i_x_relevant, "i_x_irrelevant": self.i_x_irrelevant}
+        for name, values in per_layer.items():
+            if values is not None:
+                out[name], out[f"{name}_sd"] = values.mean(0).T, values.std(0).T
+        for name in ("train_error", "test_error"):
+            out[name], out[f"{name}_sd"] = getattr(self, name).mean(0), getattr(self, name).std(0)
+        out["largest_decrease"] = infoplane.largest_drop(self.i_xt, axis=1).max(0)
+        out["overtraining"], out["overtraining_sd"] = self.overtraining.mean(), self.overtraining.std()
+        if self.grad_stats is not None:
+            out["grad_epochs"] = self.grad_stats.epochs
+            for name in ("mean", "std", "snr"):
+                out[f"grad_{name}"] = getattr(self.grad_stats, name).mean(0).T
+        return out
 
 
 def _descend(ws: list[torch.Tensor], lr: float, n_steps: int, total_grad) -> None:
@@ -491,6 +525,42 @@ def _layer_maps(ws: list[torch.Tensor]) -> list[torch.Tensor]:
     return maps
 
 
+def layer_gradients(weights: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                    per_sample: bool = False) -> list[torch.Tensor]:
+    """Gradients of L = 1/2 sum_b ||W_L ... W_1 x_b - y_b||^2 with respect to every layer's W_l.
+
+    Backpropagation through the linear chain: with a_l the layer activations (a_0 = x) and
+    d_L = a_L - y, d_{l-1} = d_l W_l, the gradient is dL/dW_l = sum_b d_l,b a_{l-1},b^T.
+
+    Args:
+        weights: per layer [S, n_l, n_{l-1}] (S seeds).
+        x: a minibatch [S, B, n_in]; y: its labels [S, B, n_out].
+        per_sample: also split the gradient into each example's own term.
+
+    Returns:
+        per layer, [S, 1, n_l, n_{l-1}] (the minibatch's gradient) or, with `per_sample`,
+        [S, B, n_l, n_{l-1}] (one gradient per example; they sum to the minibatch's).
+    """
+    if not weights or any(not isinstance(w, torch.Tensor) or w.ndim != 3 for w in weights):
+        raise ValueError("weights must be a non-empty sequence of [S, n_l, n_{l-1}] tensors")
+    n_seeds, n_in, n_out = weights[0].shape[0], weights[0].shape[2], weights[-1].shape[1]
+    if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] != n_seeds or x.shape[2] != n_in:
+        raise ValueError(f"x must be a [{n_seeds}, B, {n_in}] tensor, got {getattr(x, 'shape', x)!r}")
+    if not isinstance(y, torch.Tensor) or y.shape != (n_seeds, x.shape[1], n_out):
+        raise ValueError(f"y must be a [{n_seeds}, {x.shape[1]}, {n_out}] tensor, got {getattr(y, 'shape', y)!r}")
+    acts = [x]
+    for w in weights:
+        acts.append(torch.bmm(acts[-1], w.transpose(1, 2)))
+    delta, grads = acts[-1] - y, [None] * len(weights)
+    for layer in range(len(weights) - 1, -1, -1):
+        if per_sample:
+            grads[layer] = delta.unsqueeze(-1) * acts[layer].unsqueeze(-2)
+        else:
+            grads[layer] = torch.bmm(delta.transpose(1, 2), acts[layer]).unsqueeze(1)
+        delta = torch.bmm(delta, weights[layer])
+    return grads
+
+
 def train_students(
     teacher: Teacher,
     n_train: int,
@@ -507,6 +577,7 @@ def train_students(
     device: str | torch.device = "cpu",
     threads: int | None = 1,
     progress: bool = True,
+    gradient_stats: str | None = None,
 ) -> LinearRun:
     """Train an ensemble of deep linear students on their teachers with (minibatch) gradient descent.
 
@@ -520,7 +591,7 @@ def train_students(
     The curvature along the data's top direction grows with the weights, so a learning rate that is
     fine early can reach the edge of stability late in overtraining: period-2 oscillations, train
     error spikes and I(X;T) of the deeper layers falling between epochs, an optimisation artefact
-    rather than compression. Check `largest_decrease(run.i_xt)`; the book's settings keep it ~0.
+    rather than compression. Check `infoplane.largest_drop(run.i_xt)`; the book's settings keep it ~0.
 
     Args:
         teacher: the `Teacher` (input/output dims, SNR, relevant inputs).
@@ -539,9 +610,17 @@ def train_students(
         threads: CPU intra-op threads while training (restored afterwards); 1 is fastest for these
             small matrices on a shared machine; None leaves torch's setting.
         progress: show a tqdm progress bar over epochs.
+        gradient_stats: None, or "minibatch" / "sample" to record the gradient statistics of SPEC
+            2.6 (`ibutils.gradients.statistics`) in every snapshot epoch >= 1: the gradient of each
+            minibatch of that epoch ("minibatch"), or of each example of each minibatch ("sample";
+            for batch GD, whose epoch is a single step), each taken at the weights just before the
+            update it drives, as `ibutils.gradients.Recorder` does for the MLP trainer. Recording
+            does not change the training trajectory; it holds one epoch's gradients in memory,
+            [S, n, n_l, n_{l-1}] per layer (n = minibatches, or examples for "sample").
 
     Returns:
-        a `LinearRun` with per-layer information (bits) and errors at the snapshot epochs.
+        a `LinearRun` with per-layer information (bits), weight norms and errors at the snapshot
+        epochs (and `grad_stats` when asked for).
     """
     if not isinstance(teacher, Teacher):
         raise ValueError(f"teacher must be a Teacher, got {type(teacher).__name__}")
@@ -562,12 +641,14 @@ def train_students(
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
+    if gradient_stats is not None and gradient_stats not in gradients.MODES:
+        raise ValueError(f"gradient_stats must be None or one of {gradients.MODES}, got {gradient_stats!r}")
     seeds = _seeds(seeds)
     snaps = log_epochs(epochs, n_snapshots)
     settings = dict(
         asdict(teacher), n_train=int(n_train), hidden=list(hidden), init_std=init_std, lr=lr,
         epochs=int(epochs), batch_size=batch_size, seeds=list(seeds), n_snapshots=int(n_snapshots),
-        noise_var=noise_var, dtype=str(dtype).removeprefix("torch."),
+        noise_var=noise_var, dtype=str(dtype).removeprefix("torch."), gradient_stats=gradient_stats,
     )
 
     device = torch.device(device)
@@ -581,6 +662,13 @@ def train_students(
     names = ("i_xt", "i_ty", "i_x_relevant", "i_x_irrelevant")
     rec = {name: np.empty((n_seeds, n_k, n_layers)) for name in names}
     train_error, test_error = np.empty((n_seeds, n_k)), np.empty((n_seeds, n_k))
+    weight_norm = np.empty((n_seeds, n_k, n_layers))
+    collected: list[list[torch.Tensor]] = []  # gradients of the current snapshot epoch, per step
+    grad_rec = np.empty((3, n_seeds, n_k - 1, n_layers))  # mean, std, snr at snapshots k >= 1
+
+    def collect(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        """Keep the gradients of the step about to be taken on the minibatch (xb, yb)."""
+        collected.append(layer_gradients(ws, xb, yb, per_sample=gradient_stats == "sample"))
 
     def record(k: int) -> None:
         bad = [s for i, s in enumerate(seeds) if not all(torch.isfinite(w[i]).all() for w in ws)]
@@ -596,21 +684,30 @@ def train_students(
             if relevant is not None:
                 rec["i_x_relevant"][:, k, layer] = subspace_information(m, var_x, relevant, noise_var)
                 rec["i_x_irrelevant"][:, k, layer] = subspace_information(m, var_x, ~relevant, noise_var)
+        for layer, w in enumerate(ws):
+            weight_norm[:, k, layer] = torch.linalg.matrix_norm(w.to(torch.float64)).cpu().numpy()
+        if collected:
+            for layer in range(n_layers):
+                stack = torch.cat([step[layer] for step in collected], 1).transpose(0, 1)
+                grad_rec[:, :, k - 1, layer] = np.stack(gradients.statistics(stack))
+            collected.clear()
         w_tot = maps[-1].cpu()
         train_error[:, k] = ((x @ w_tot.transpose(1, 2) - y) ** 2).sum(-1).mean(-1).numpy()
         test_error[:, k] = teacher.test_error(w_tot, w0)
 
+    xd, yd = x.to(device, dtype), y.to(device, dtype)
     if batch_size is None:  # batch GD needs only X^T X and Y^T X: G = W X^T X - Y^T X
         xtx = (x.transpose(1, 2) @ x).to(device, dtype)
         ytx = (y.transpose(1, 2) @ x).to(device, dtype)
 
-        def run_epochs(n_ep: int) -> None:
+        def run_epochs(n_ep: int, record_gradients: bool = False) -> None:
+            if record_gradients:  # n_ep == 1: the epoch's one step starts from the current weights
+                collect(xd, yd)
             _descend(ws, lr, n_ep, lambda w_tot, step: torch.baddbmm(ytx, w_tot, xtx, beta=-1))
 
     else:  # minibatches from per-seed shuffles, precomputed for a block of epochs
         shufflers = [_rng(s, "shuffle") for s in seeds]
         seed_index = torch.arange(n_seeds, device=device)[:, None]
-        xd, yd = x.to(device, dtype), y.to(device, dtype)
 
         def minibatch_grad(xb: torch.Tensor, yb: torch.Tensor):
             def grad(w_tot: torch.Tensor, step: int) -> torch.Tensor:
@@ -619,12 +716,18 @@ def train_students(
 
             return grad
 
-        def run_epochs(n_ep: int) -> None:
+        def run_epochs(n_ep: int, record_gradients: bool = False) -> None:
             order = np.stack([g.random((n_ep, n_train)).argsort(-1) for g in shufflers])
             idx = torch.from_numpy(order.reshape(n_seeds, -1)).to(device)
             shape = (n_seeds, n_ep * n_train // batch_size, batch_size, -1)
             xb, yb = xd[seed_index, idx].view(shape), yd[seed_index, idx].view(shape)
-            _descend(ws, lr, shape[1], minibatch_grad(xb, yb))
+            grad = minibatch_grad(xb, yb)
+            if not record_gradients:
+                _descend(ws, lr, shape[1], grad)
+                return
+            for step in range(shape[1]):  # step by step, each step's gradients kept first
+                collect(xb[:, step], yb[:, step])
+                _descend(ws, lr, 1, lambda w_tot, _, step=step: grad(w_tot, step))
 
     bytes_per_epoch = n_seeds * n_train * (teacher.n_in + teacher.n_out) * torch.finfo(dtype).bits // 8
     block = max(1, _BLOCK_BYTES // bytes_per_epoch)
@@ -635,12 +738,17 @@ def train_students(
         record(0)
         epoch = 0
         with tqdm(total=int(epochs), disable=not progress, desc="linear students", unit="epoch") as bar:
+            last = int(gradient_stats is not None)  # the snapshot epoch itself runs on its own
             for k in range(1, n_k):
-                while epoch < snaps[k]:
-                    n_ep = int(min(block, snaps[k] - epoch))
+                while epoch < snaps[k] - last:
+                    n_ep = int(min(block, snaps[k] - last - epoch))
                     run_epochs(n_ep)
                     epoch += n_ep
                     bar.update(n_ep)
+                if last:
+                    run_epochs(1, record_gradients=True)
+                    epoch += 1
+                    bar.update(1)
                 record(k)
     finally:
         torch.set_num_threads(saved_threads)
@@ -656,4 +764,148 @@ def train_students(
         w0=w0.numpy(),
         final_weights=[w.cpu().numpy() for w in ws],
         settings=settings,
+        weight_norm=weight_norm,
+        grad_stats=None if gradient_stats is None else gradients.Trajectory(
+            mode=gradient_stats, epochs=snaps[1:], mean=grad_rec[0], std=grad_rec[1], snr=grad_rec[2],
+            weight_norm=weight_norm[:, 1:]),
     )
+
+
+def sweep(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 100, sigma_w: float = 1.0,
+          progress: bool = True, **train_kwargs) -> dict[tuple[int, float], LinearRun]:
+    """Train students for every number of examples P in `n_trains` and teacher SNR in `snrs`.
+
+    Each (P, SNR) gets `train_students(Teacher(n_in, snr=SNR, sigma_w=sigma_w), P, **train_kwargs)`
+    (the same seeds, hence the same teacher weights, across the grid).
+
+    Returns:
+        {(P, SNR): LinearRun}, in the order of the grid (SNR outer, P inner).
+    """
+    n_trains, snrs = list(n_trains), list(snrs)
+    if not n_trains or not snrs:
+        raise ValueError(f"n_trains and snrs must be non-empty, got {n_trains!r} and {snrs!r}")
+    grid = [(p, snr) for snr in snrs for p in n_trains]
+    runs = {}
+    for p, snr in tqdm(grid, disable=not progress, desc="P x SNR sweep", unit="run"):
+        teacher = Teacher(n_in=n_in, snr=snr, sigma_w=sigma_w)
+        runs[(p, snr)] = train_students(teacher, p, progress=False, **train_kwargs)
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+
+
+def plot_errors(ax, run: LinearRun, ylim=None) -> None:
+    """Train error and exact test error against epoch (log-log), seed mean with a ±1 sd band."""
+    curves = {"train": run.train_error.T, "test (exact)": run.test_error.T}
+    plots.learning_curves(ax, run.epochs, curves, ylabel="squared error")
+    ax.set(yscale="log", ylim=ylim)
+
+
+def plot_plane(ax, run: LinearRun, xlim=None, ylim=None):
+    """The information plane of a run (seed means, exact, bits), layers labelled at their last point.
+
+    Returns the scatter artist (for a colour bar).
+    """
+    i_xt, i_ty = run.i_xt.mean(0), run.i_ty.mean(0)
+    xlim = xlim or (0, 1.08 * i_xt.max() + 1e-3)
+    ylim = ylim or (0, 1.15 * i_ty.max() + 1e-4)
+    points = plots.information_plane(ax, run.epochs, i_xt, i_ty, xlim=xlim, ylim=ylim)
+    for layer, name in enumerate(run.layer_names):
+        ax.annotate(name, (i_xt[-1, layer], i_ty[-1, layer]), textcoords="offset points", xytext=(4, -9),
+                    fontsize=7, color="0.3")
+    return points
+
+
+def run_figure(run: LinearRun, *, title: str = "", error_ylim=None, plane_xlim=None, plane_ylim=None):
+    """Two panels: errors against epoch (`plot_errors`) and the information plane (`plot_plane`).
+
+    Returns the Figure (9 x 3.4 inches).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    plot_errors(left, run, error_ylim)
+    points = plot_plane(right, run, plane_xlim, plane_ylim)
+    fig.colorbar(points, ax=right, label="epoch")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def sweep_frame(runs: dict[tuple[int, float], LinearRun], n_train: int, snr: float):
+    """One frame of the P x SNR slider: the run at (n_train, snr) among the `sweep` results `runs`.
+
+    Left, its train and exact test error; middle, its information plane, titled with the largest
+    fall of I(X;T) of any layer and seed; right, overtraining (final minus smallest test error, seed
+    mean) against P / Ni for every SNR, the current run marked. Axes are fixed across the sweep so
+    frames compare. Returns the Figure (12 x 3.4 inches).
+    """
+    if (n_train, snr) not in runs:
+        raise ValueError(f"(n_train, snr) = ({n_train!r}, {snr!r}) is not in the sweep: {sorted(runs)}")
+    run = runs[(n_train, snr)]
+    means = [np.r_[r.train_error.mean(0), r.test_error.mean(0)] for r in runs.values()]
+    # train error falls to ~0 when P <= Ni (interpolation): the axis stops at 1e-3
+    error_ylim = (max(1e-3, 0.7 * min(m.min() for m in means)), 1.5 * max(m.max() for m in means))
+    plane_xlim = (0, 1.08 * max(r.i_xt.mean(0).max() for r in runs.values()))
+    plane_ylim = (0, 1.15 * max(r.i_ty.mean(0).max() for r in runs.values()))
+    n_in = run.w0.shape[-1]
+
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(12, 3.4))
+    plot_errors(left, run, error_ylim)
+    left.set_title(f"P = {n_train}, P/Ni = {n_train / n_in:g}, SNR = {snr:g}")
+    points = plot_plane(middle, run, plane_xlim, plane_ylim)
+    middle.set_title(f"largest fall of I(X;T): {infoplane.largest_drop(run.i_xt, axis=1).max():.1e} bits")
+    fig.colorbar(points, ax=middle, label="epoch")
+    snr_values = sorted({s for _, s in runs})
+    for s, colour in zip(snr_values, plots.OKABE_ITO):
+        ps = sorted(p for p, s2 in runs if s2 == s)
+        ot = [runs[(p, s)].overtraining.mean() for p in ps]
+        right.plot(np.array(ps) / n_in, ot, "o-", color=colour, ms=4, label=f"SNR {s:g}")
+    right.plot([n_train / n_in], [run.overtraining.mean()], "o", ms=12, mfc="none", mec="k", mew=1.5)
+    ratios = sorted({p / n_in for p, _ in runs})
+    right.set(xscale="log", yscale="log", xlabel="P / Ni", ylabel="overtraining (final - min test error)")
+    right.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    right.minorticks_off()
+    right.legend()
+    return fig
+
+
+def gradient_figure(runs: dict[str, LinearRun], snr_floor: float = 1e-6):
+    """Saxe et al. Fig. 21: per run (a column), the errors, each layer's gradient SNR, and ||W_l||_F.
+
+    The runs need `grad_stats` (`train_students(..., gradient_stats=...)`). SNR and weight norm on
+    log-log axes: each seed a thin line, the median across seeds a thick one; the SNR axis stops at
+    `snr_floor` (batch GD's mean gradient decays towards float round-off). Returns the Figure.
+    """
+    missing = [label for label, run in runs.items() if run.grad_stats is None]
+    if not runs or missing:
+        raise ValueError(f"runs must be non-empty and have gradient statistics; missing for {missing}")
+    fig, axes = plt.subplots(3, len(runs), figsize=(4.2 * len(runs), 8), squeeze=False, sharex=True)
+    for column, (label, run) in zip(axes.T, runs.items()):
+        g = run.grad_stats
+        plot_errors(column[0], run)
+        column[0].set(title=label, xlabel="")
+        for l, (name, colour) in enumerate(zip(run.layer_names, plots.OKABE_ITO)):
+            for ax, epochs, values in ((column[1], g.epochs, g.snr), (column[2], run.epochs, run.weight_norm)):
+                ax.plot(np.maximum(epochs, 1), values[:, :, l].T, color=colour, lw=0.5, alpha=0.35)
+                ax.plot(np.maximum(epochs, 1), np.median(values[:, :, l], 0), color=colour, lw=1.8, label=name)
+        column[1].set(xscale="log", yscale="log", ylim=(snr_floor, None), ylabel="gradient SNR (|mean| / |std|)")
+        column[2].set(xscale="log", yscale="log", xlabel="epoch", ylabel="weight norm $\\|W_l\\|_F$")
+        column[1].legend()
+    return fig
+
+
+def live_figure(n_train: int = 100, snr: float = 1.0, lr: float = 0.005, epochs: int = 3000,
+                init_std: float = 1e-3, hidden_layers: int = 1, width: int = 100, n_in: int = 100,
+                seeds: int = 3):
+    """Train a small batch-GD ensemble on the spot and draw `run_figure`: the book's live control.
+
+    Returns the Figure.
+    """
+    teacher = Teacher(n_in=n_in, snr=snr)
+    run = train_students(teacher, n_train, hidden=(width,) * hidden_layers, init_std=init_std, lr=lr,
+                         epochs=epochs, seeds=range(seeds), n_snapshots=60, progress=False)
+    title = (f"P = {n_train}, SNR = {snr:g}, lr = {lr:g}: overtraining {run.overtraining.mean():.3g}, "
+             f"largest fall of I(X;T) {infoplane.largest_drop(run.i_xt, axis=1).max():.1e} bits")
+    return run_figure(run, title=title)

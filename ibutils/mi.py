@@ -21,9 +21,19 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ibutils.linear import gaussian_channel
-
 __all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "kde", "gaussian_channel"]
+
+
+
+def __getattr__(name: str):
+    # `mi.gaussian_channel` lives in ibutils.linear; importing it lazily keeps `mi` free of
+    # linear's plotting imports and of an import cycle (linear uses the estimators here).
+    if name == "gaussian_channel":
+        from ibutils.linear import gaussian_channel
+
+        return gaussian_channel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 _KEY_LIMIT = 2**63  # packed row keys are int64, so they must stay below this

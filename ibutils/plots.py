@@ -119,3 +119,126 @@ def activity_histograms(epochs, hist, edges, names, *, title: str = ""):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def curve_panels(epochs, panels: dict, *, mark: float | None = None, title: str = "",
+                 panel_size: tuple[float, float] = (2.9, 2.7)):
+    """A row of panels over training, each drawn by `learning_curves` (seed mean ± 1 sd).
+
+    `panels` maps a panel title to `(ylabel, curves)`, with `curves` as for `learning_curves`:
+    `{label: [snapshots, seeds]}`. `mark`, if given, is an epoch drawn as a dotted vertical line in
+    every panel (e.g. where one curve peaks). Returns the figure; `fig.axes` follow `panels`.
+    """
+    if not panels:
+        raise ValueError("panels: give at least one panel, {title: (ylabel, {label: values})}")
+    width, height = panel_size
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
+    for ax, (panel_title, (ylabel, curves)) in zip(axes[0], panels.items()):
+        learning_curves(ax, epochs, curves, ylabel=ylabel)
+        ax.set_title(panel_title)
+        if mark is not None:
+            ax.axvline(max(mark, 1), color="0.4", ls=":", lw=0.9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def information_plane_grid(rows: dict, *, colorbar_label: str = "epoch", **kwargs):
+    """A grid of information planes sharing both axes and one epoch colour bar.
+
+    `rows` maps a row title to a dict mapping a column title to `(epochs, i_xt, i_ty)` as for
+    `information_plane`; every row must have the same columns. Panels are titled
+    "row, column". Keyword arguments go to `information_plane`.
+    """
+    columns = list(next(iter(rows.values())))
+    if any(list(cols) != columns for cols in rows.values()):
+        raise ValueError(f"rows must all have the columns {columns}")
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(3.9 * len(columns) + 0.8, 3.4 * len(rows)),
+                             sharex=True, sharey=True, squeeze=False)
+    for i, (row, cols) in enumerate(rows.items()):
+        for j, (col, (epochs, i_xt, i_ty)) in enumerate(cols.items()):
+            points = information_plane(axes[i, j], epochs, i_xt, i_ty, title=f"{row}, {col}", **kwargs)
+            if j:
+                axes[i, j].set_ylabel("")
+            if i < len(rows) - 1:
+                axes[i, j].set_xlabel("")
+    fig.colorbar(points, ax=axes.ravel().tolist(), label=colorbar_label, shrink=0.9)
+    return fig
+
+
+def reading_guide(snapshots: int = 80):
+    """A sketch (not data) of an information plane, annotated for readers new to it.
+
+    Three made-up layer trajectories over log-spaced epochs, drawn with `information_plane`
+    so that the colours, axes and dotted H(X) = 12 bits and H(Y) = 1 bit lines read as in the
+    chapters: each layer first moves up and right (fitting), then left (compression); deeper
+    layers lie further left and lower (data processing inequality). Returns the figure.
+    """
+    if isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 10:
+        raise ValueError(f"snapshots must be an integer >= 10, got {snapshots!r}")
+    epochs = np.unique(np.round(np.logspace(0, 4, snapshots)).astype(int))
+    t = np.log10(epochs)[:, None] / 4  # 0 .. 1 over training
+    t_fit = 0.35  # end of the fitting phase, as a fraction of log-epochs
+    smooth = lambda s: 3 * np.clip(s, 0, 1) ** 2 - 2 * np.clip(s, 0, 1) ** 3  # noqa: E731
+    start, peak, end = np.array([9.0, 6.0, 3.0]), np.array([11.4, 8.8, 5.8]), np.array([10.6, 6.6, 3.4])
+    y0, y1 = np.array([0.35, 0.22, 0.1]), np.array([0.99, 0.97, 0.94])
+    i_xt = start + (peak - start) * smooth(t / t_fit) - (peak - end) * smooth((t - t_fit) / (1 - t_fit))
+    i_ty = y0 + (y1 - y0) * smooth(t / t_fit)
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    points = information_plane(ax, epochs, i_xt, i_ty, h_x=12, h_y=1, xlim=(0, 13), ylim=(0, 1.12),
+                               join_every=len(epochs) // 4, title="Sketch, not data: how to read an information plane")
+    fig.colorbar(points, ax=ax, label="epoch", shrink=0.9)
+    k_fit = int(np.searchsorted(t[:, 0], t_fit))
+    arrow = dict(arrowstyle="->", color="0.15", lw=1.1)
+    ax.annotate("", xy=(2.0, 0.95), xytext=(0.7, 0.56), arrowprops=arrow)
+    ax.text(0.3, 0.5, "fitting: I(T;Y) grows\n(and I(X;T) too)", ha="left", va="top", fontsize=8)
+    ax.annotate("", xy=(i_xt[-1, 1] + 0.1, 1.06), xytext=(i_xt[k_fit, 1], 1.06), arrowprops=arrow)
+    ax.text((i_xt[-1, 1] + i_xt[k_fit, 1]) / 2, 1.085, "compression: I(X;T) falls", ha="center",
+            va="bottom", fontsize=8)
+    ax.text(11.8, 0.03, "deeper layers lie to the left:\na layer cannot know more\nthan the one it reads from",
+            ha="right", va="bottom", fontsize=7, color="0.3")
+    for layer, name in enumerate(("layer 1", "layer 2", "layer 3")):
+        ax.text(i_xt[0, layer], i_ty[0, layer] - 0.06, name, ha="center", va="top", fontsize=7, color="0.3")
+    ax.text(12.15, 0.5, "H(X) = 12 bits", fontsize=7, color="0.3", rotation=90, va="center")
+    ax.text(0.2, 1.01, "H(Y) = 1 bit", fontsize=7, color="0.3", va="bottom")
+    return fig
+
+
+def layer_curves(ax, epochs, values, names, *, ylabel: str, title: str = ""):
+    """One line per layer, coloured by layer: `values` `[snapshots, layers]` (e.g. seed means)
+    against epoch on log-log axes. Epochs below 1 are drawn at 1."""
+    epochs = np.maximum(np.asarray(epochs), 1)
+    for values_l, name, colour in zip(np.asarray(values).T, names, OKABE_ITO):
+        ax.plot(epochs, values_l, color=colour, lw=1.2, label=name)
+    ax.set(xscale="log", yscale="log", xlabel="epoch", ylabel=ylabel, title=title)
+
+
+def gradient_panels(rows: dict, layer: int, *, layer_name: str = ""):
+    """Gradient statistics of one layer across runs (Saxe et al. Fig. 20), seed means, log-log.
+
+    `rows` maps a row title (e.g. the activation) to a dict mapping a run label to its record,
+    an object with `epochs` `[K]` and `mean`, `std`, `snr`, `weight_norm` `[seeds, K, layers]`
+    (`ibutils.gradients.Trajectory`). Columns: the norms of the gradients' mean (solid) and
+    std (dashed), their ratio (SNR), and the weight norm ||W||_F; one colour per run.
+    Returns the figure.
+    """
+    fig, axes = plt.subplots(len(rows), 3, figsize=(11, 2.9 * len(rows)), sharex=True, squeeze=False)
+    for ax_row, (row, runs) in zip(axes, rows.items()):
+        for (label, g), colour in zip(runs.items(), OKABE_ITO):
+            epochs = np.maximum(np.asarray(g.epochs), 1)
+            # seeds without an SNR (zero gradient: 0/0) are left out of its mean
+            mean = {key: np.nanmean(getattr(g, key)[:, :, layer], 0) for key in ("mean", "std", "snr", "weight_norm")}
+            ax_row[0].plot(epochs, mean["mean"], color=colour, lw=1.2)
+            ax_row[0].plot(epochs, mean["std"], color=colour, lw=1.0, ls="--")
+            ax_row[1].plot(epochs, mean["snr"], color=colour, lw=1.2, label=label)
+            ax_row[2].plot(epochs, mean["weight_norm"], color=colour, lw=1.2, label=label)
+        titles = ("gradient norms", "gradient SNR = |mean| / |std|", "weight norm")
+        ylabels = ("norm", "SNR", "$\\|W\\|_F$")
+        for ax, title, ylabel in zip(ax_row, titles, ylabels):
+            ax.set(xscale="log", yscale="log", ylabel=ylabel, title=f"{row} {layer_name}: {title}")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    styles = [mpl.lines.Line2D([], [], color="0.3", lw=1.2), mpl.lines.Line2D([], [], color="0.3", lw=1.0, ls="--")]
+    axes[0, 0].legend(styles, ["|mean|", "|std|"])
+    axes[0, 1].legend()
+    return fig

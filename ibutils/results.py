@@ -45,19 +45,24 @@ class Claim:
     threshold: float
     comparison: str
     holds: bool
+    figure: str | None = None  # the paper figure it replicates, e.g. "Fig. 4A-B" (scoreboard)
 
 
-def check(id: str, statement: str, value: float, threshold: float, comparison: str = ">=") -> Claim:
+def check(id: str, statement: str, value: float, threshold: float, comparison: str = ">=",
+          figure: str | None = None) -> Claim:
     """Evaluate a claim from a measured `value` against a `threshold`.
 
     `comparison` is one of ">=", "<=", ">", "<" and reads "value <comparison> threshold".
-    A NaN value never holds.
+    A NaN value never holds. `figure` optionally names the paper figure the claim is about
+    (e.g. "Fig. 4A-B"); the scoreboard on the intro page shows it.
     """
     if comparison not in _COMPARISONS:
         raise ValueError(f"comparison must be one of {sorted(_COMPARISONS)}, got {comparison!r}")
     value, threshold = float(value), float(threshold)
     holds = bool(_COMPARISONS[comparison](value, threshold)) and not math.isnan(value)
-    return Claim(id, statement, value, threshold, comparison, holds)
+    if figure is not None and (not isinstance(figure, str) or not figure.strip()):
+        raise ValueError(f"figure must be a non-empty string like 'Fig. 4A-B' or None, got {figure!r}")
+    return Claim(id, statement, value, threshold, comparison, holds, figure)
 
 
 def _repo_root(start: Path) -> Path | None:
@@ -96,8 +101,8 @@ def _to_jsonable(obj: Any) -> Any:
         return None if math.isnan(obj) else float(obj)
     if isinstance(obj, (np.integer, np.bool_)):
         return obj.item()
-    if isinstance(obj, Claim):
-        return asdict(obj)
+    if isinstance(obj, Claim):  # `figure` only when given, so older records keep their layout
+        return {k: v for k, v in asdict(obj).items() if k != "figure" or v is not None}
     return obj
 
 
@@ -192,3 +197,89 @@ def cached(name: str, config: dict, compute: Callable[[], Any], modules: Sequenc
     torch.save(value, buffer)
     _atomic_write(path, buffer.getvalue())
     return value
+
+
+_PROVENANCE_SHOWN = ("wall_time_s", "device", "seeds", "python", "torch", "numpy", "ibutils", "git_commit",
+                     "finished_utc")
+
+
+def _seeds_text(seeds: Any) -> str:
+    if seeds is None:
+        return "none recorded"
+    if isinstance(seeds, int):
+        return str(seeds)
+    seeds = list(seeds)
+    if seeds and all(isinstance(s, int) for s in seeds) and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{len(seeds)} ({seeds[0]}–{seeds[-1]})" if len(seeds) > 1 else f"1 ({seeds[0]})"
+    shown = ", ".join(str(s) for s in seeds[:10])
+    return f"{len(seeds)} ({shown}{', …' if len(seeds) > 10 else ''})"
+
+
+def _duration_text(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or math.isnan(seconds):
+        return "not recorded"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
+
+
+def reproducibility(path: Path | str):
+    """The run's record as a box for the end of a chapter: what produced the chapter's numbers.
+
+    `path` is the results JSON that `write` returned; everything shown is read back from it, as the
+    run recorded it: profile, seeds (else the settings whose name mentions "seed"), epochs (every
+    setting whose name mentions "epoch"), wall time, device, versions of Python, torch, NumPy and
+    ibutils, git commit, finishing time (UTC), any further provenance entries (e.g. per-part
+    timings), and the command that re-runs the chapter. Returns an IPython HTML object: a `<div class="ibutils-repro">` with
+    `data-chapter` and `data-profile`, styled inline so it reads the same in Jupyter and on the site.
+    """
+    from IPython.display import HTML
+
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"path: cannot read a results JSON at {path}: {exc}") from exc
+    if not isinstance(record, dict) or "chapter" not in record:
+        raise ValueError(f"path: {path} is not a results record (no 'chapter')")
+    chapter, profile = str(record["chapter"]), str(record.get("profile", "?"))
+    prov = record.get("provenance") or {}
+    settings = record.get("settings") or {}
+    epochs = ", ".join(f"{k} = {v:,}" if isinstance(v, int) else f"{k} = {v}"
+                       for k, v in settings.items() if "epoch" in str(k).lower()) or "not applicable"
+    seeds = _seeds_text(prov.get("seeds"))
+    if prov.get("seeds") is None:  # e.g. a Monte Carlo seed among the settings
+        seeds = ", ".join(f"{k} = {v}" for k, v in settings.items() if "seed" in str(k).lower()) or seeds
+    commit = prov.get("git_commit")
+    versions = " · ".join(f"{name} {prov[key]}" for key, name in
+                          (("python", "Python"), ("torch", "torch"), ("numpy", "NumPy"), ("ibutils", "ibutils"))
+                          if prov.get(key))
+    rows = [
+        ("Profile", html.escape(profile)),
+        ("Seeds", html.escape(seeds)),
+        ("Epochs", html.escape(epochs)),
+        ("Wall time", html.escape(_duration_text(prov.get("wall_time_s")))),
+        ("Device", html.escape(str(prov.get("device", "not recorded")))),
+        ("Software", html.escape(versions or "not recorded")),
+        ("Git commit", f'<code title="{html.escape(commit)}">{html.escape(commit[:12])}</code>' if commit
+         else "not recorded (not run from a git checkout)"),
+        ("Finished", html.escape(str(prov.get("finished_utc", "not recorded")).replace("T", " ").replace("Z", " UTC"))),
+    ]
+    for key, value in prov.items():
+        if key not in _PROVENANCE_SHOWN:
+            text = json.dumps(value, ensure_ascii=False)
+            rows.append((html.escape(str(key)), f"<code>{html.escape(text[:400])}</code>"))
+    rows.append(("Re-run", f"<code>make chapter NAME={html.escape(chapter)} PROFILE={html.escape(profile)}</code>"))
+    th = 'style="text-align:left;vertical-align:top;padding:0.15em 1.2em 0.15em 0;font-weight:600;border:0"'
+    td = 'style="text-align:left;padding:0.15em 0;border:0"'
+    body = "".join(f"<tr><th scope=\"row\" {th}>{k}</th><td {td}>{v}</td></tr>" for k, v in rows)
+    return HTML(
+        f'<div class="ibutils-repro" data-chapter="{html.escape(chapter, quote=True)}" '
+        f'data-profile="{html.escape(profile, quote=True)}" style="border:1px solid rgba(128,128,128,0.5);'
+        f'border-radius:6px;padding:0.6em 1em;margin:0.5em 0;font-size:0.9em">'
+        f'<p style="margin:0 0 0.4em 0"><strong>Reproducibility.</strong> Recorded by this run in '
+        f"<code>{html.escape(path.name)}</code>.</p>"
+        f'<table style="border-collapse:collapse;margin:0"><tbody>{body}</tbody></table></div>'
+    )

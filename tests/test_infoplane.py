@@ -97,3 +97,11 @@ def test_saturated_share_picks_the_bins_holding_the_values():
     plane = infoplane.InformationPlane(np.arange(2), ["l"], None, None, [hist], [np.linspace(-1, 1, 5)], None)
     np.testing.assert_allclose(infoplane.saturated_share(plane, 0), [0.8, 0.5])  # bins of -1 and +1
     np.testing.assert_allclose(infoplane.saturated_share(plane, 0, (0.0, 1.0)), [0.5, 0.5])  # [0, .5) and [.5, 1]
+
+
+def test_largest_drop_along_any_axis():
+    v = np.array([[0.0, 1.0, 0.7, 0.9, 0.5, 2.0], [3.0, 2.0, 1.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(infoplane.largest_drop(v, axis=1), [0.5, 3.0])
+    np.testing.assert_allclose(infoplane.largest_drop(v.T), [0.5, 3.0])
+    with pytest.raises(ValueError, match="values"):
+        infoplane.largest_drop(np.zeros((0, 2)))

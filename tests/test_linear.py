@@ -6,19 +6,30 @@ NumPy, Monte-Carlo from samples) so that no test just re-evaluates the module's 
 
 import math
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
+from ibutils import gradients, infoplane, mi
 from ibutils.linear import (
     Teacher,
+    _rng,
     expected_test_error,
     gaussian_channel,
+    gradient_figure,
     gaussian_label_information,
     init_students,
-    largest_decrease,
+    layer_gradients,
+    live_figure,
     log_epochs,
+    run_figure,
     subspace_information,
+    sweep,
+    sweep_frame,
     train_students,
 )
 
@@ -112,6 +123,26 @@ def test_channel_monte_carlo_sample_covariance():
     t = x @ w.T + rng.standard_normal((1_000_000, 2))
     estimate = half_log2det(np.cov(t.T)) - half_log2det(np.cov((t - x @ w.T).T))
     assert estimate == pytest.approx(gaussian_channel(w, cov), abs=0.01)
+
+
+def test_channel_against_kde_bounds_on_samples():
+    """mi.kde on samples of W X tends to exact closed forms built on gaussian_channel.
+
+    For t_j = W x_j, x_j ~ N(0, cov), S = W cov W^T, the pairwise-KL (upper) estimate with noise
+    variance s tends, as N grows, to -E_i log E_j exp(-|t_i - t_j|^2 / 2s) =
+    I(s) + 1/2 tr(S (S + s I)^-1) nats, with I(s) the exact channel information; the Bhattacharyya
+    (lower) estimate is the same with 4s. The gaussian_channel value lies between the two.
+    """
+    rng = np.random.default_rng(13)
+    w, cov, noise_var, n = np.array([[1.5, -0.4], [0.2, 0.8]]), np.array([[1.0, 0.3], [0.3, 0.5]]), 0.5, 2500
+    x = rng.multivariate_normal(np.zeros(2), cov, size=n)
+    bounds = mi.kde(x @ w.T, np.zeros(n, dtype=int), noise_var=noise_var)
+    s = w @ cov @ w.T
+    offset = lambda v: 0.5 * np.trace(s @ np.linalg.inv(s + v * np.eye(2))) / math.log(2)
+    assert bounds.upper.i_xt == pytest.approx(gaussian_channel(w, cov, noise_var) + offset(noise_var), abs=0.02)
+    assert bounds.lower.i_xt == pytest.approx(gaussian_channel(w, cov, 4 * noise_var) + offset(4 * noise_var),
+                                              abs=0.02)
+    assert bounds.lower.i_xt < gaussian_channel(w, cov, noise_var) < bounds.upper.i_xt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,13 +294,6 @@ def test_teacher_weights_and_data():
     assert not torch.equal(teacher.sample(w0, 8, [5, 6], "test")[0], x)
 
 
-def test_largest_decrease():
-    v = np.array([[0.0, 1.0, 0.7, 0.9, 0.5, 2.0], [3.0, 2.0, 1.0, 0.0, 0.0, 0.0]])
-    np.testing.assert_allclose(largest_decrease(v), [0.5, 3.0])
-    np.testing.assert_array_equal(largest_decrease(np.arange(5.0)[None, :, None]), [[0.0]])
-    np.testing.assert_allclose(largest_decrease(v.T, axis=0), [0.5, 3.0])
-
-
 def test_log_epochs():
     e = log_epochs(1000, 10)
     assert e[0] == 0 and e[-1] == 1000 and (np.diff(e) > 0).all() and len(e) <= 10
@@ -354,6 +378,128 @@ def test_run_records_exact_quantities():
                           progress=False).i_x_relevant is None
 
 
+def autograd_gradients(ws, x, y):
+    """Per-example gradients of 1/2 ||W_L...W_1 x - y||^2 by autograd, per layer [S, B, n_l, n_{l-1}]."""
+    per_layer = [[] for _ in ws]
+    for b in range(x.shape[1]):
+        leaves = [w.detach().clone().requires_grad_() for w in ws]
+        out = x[:, b : b + 1]
+        for w in leaves:
+            out = out @ w.transpose(1, 2)
+        (0.5 * ((out - y[:, b : b + 1]) ** 2).sum()).backward()
+        for kept, w in zip(per_layer, leaves):
+            kept.append(w.grad)
+    return [torch.stack(kept, 1) for kept in per_layer]
+
+
+def test_layer_gradients_match_autograd():
+    teacher = Teacher(n_in=5, n_out=2)
+    ws = init_students((5, 4, 3, 2), 0.7, [0, 1])
+    x, y = teacher.sample(teacher.weights([0, 1]), 6, [0, 1])
+    expected = autograd_gradients(ws, x, y)
+    per_sample = layer_gradients(ws, x, y, per_sample=True)
+    batch = layer_gradients(ws, x, y)
+    for e, p, b in zip(expected, per_sample, batch):
+        assert p.shape == e.shape and b.shape == (2, 1, *e.shape[2:])
+        torch.testing.assert_close(p, e, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(b[:, 0], e.sum(1), rtol=1e-12, atol=1e-14)
+
+
+def test_batch_gd_gradient_statistics_are_per_sample_at_the_epoch_start():
+    teacher, seeds = Teacher(n_in=3), [0, 1]
+    kw = dict(hidden=(2,), init_std=0.5, lr=0.05, seeds=seeds, progress=False)
+    run = train_students(teacher, 8, epochs=3, n_snapshots=4, gradient_stats="sample", **kw)
+    before = train_students(teacher, 8, epochs=2, n_snapshots=2, **kw).final_weights  # weights entering epoch 3
+    x, y = teacher.sample(teacher.weights(seeds), 8, seeds)
+    grads = autograd_gradients([torch.from_numpy(w) for w in before], x, y)
+    g = run.grad_stats
+    assert g.mode == "sample" and list(g.epochs) == [1, 2, 3] and g.snr.shape == (2, 3, 2)
+    for layer, per_sample in enumerate(grads):
+        stats = gradients.statistics(per_sample.transpose(0, 1))
+        np.testing.assert_allclose(g.mean[:, 2, layer], stats.mean, rtol=1e-10)
+        np.testing.assert_allclose(g.std[:, 2, layer], stats.std, rtol=1e-10)
+        np.testing.assert_allclose(g.snr[:, 2, layer], stats.snr, rtol=1e-10)
+        np.testing.assert_allclose(run.weight_norm[:, -1, layer],
+                                   np.linalg.norm(run.final_weights[layer], axis=(1, 2)), rtol=1e-13)
+    np.testing.assert_array_equal(g.weight_norm, run.weight_norm[:, 1:])
+
+
+def test_sgd_gradient_statistics_follow_the_training_steps():
+    """Minibatch statistics of epoch 1 = those of an autograd SGD loop with the trainer's shuffles."""
+    teacher, seeds, n, batch, lr = Teacher(n_in=4), [2, 3], 12, 3, 0.1
+    run = train_students(teacher, n, hidden=(3,), init_std=0.4, lr=lr, epochs=1, batch_size=batch, seeds=seeds,
+                         n_snapshots=2, gradient_stats="minibatch", progress=False)
+    x, y = teacher.sample(teacher.weights(seeds), n, seeds)
+    ws = init_students((4, 3, 1), 0.4, seeds)
+    order = torch.from_numpy(np.stack([_rng(s, "shuffle").random(n).argsort() for s in seeds]))
+    rows, kept = torch.arange(len(seeds))[:, None], [[], []]
+    for start in range(0, n, batch):
+        idx = order[:, start : start + batch]
+        step = [g.sum(1) for g in autograd_gradients(ws, x[rows, idx], y[rows, idx])]
+        for layer, g in enumerate(step):
+            kept[layer].append(g)
+            ws[layer] = ws[layer] - lr * g
+    for layer in range(2):
+        stats = gradients.statistics(torch.stack(kept[layer]))
+        np.testing.assert_allclose(run.grad_stats.mean[:, 0, layer], stats.mean, rtol=1e-10)
+        np.testing.assert_allclose(run.grad_stats.std[:, 0, layer], stats.std, rtol=1e-10)
+        np.testing.assert_allclose(run.final_weights[layer], ws[layer].numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch_size, mode", [(None, "sample"), (None, "minibatch"), (4, "minibatch"), (4, "sample")])
+def test_recording_gradients_leaves_training_unchanged(batch_size, mode):
+    kw = dict(hidden=(5, 3), init_std=0.3, lr=0.02, epochs=40, batch_size=batch_size, seeds=[0, 1],
+              n_snapshots=7, progress=False)
+    plain = train_students(Teacher(n_in=6), 16, **kw)
+    recorded = train_students(Teacher(n_in=6), 16, gradient_stats=mode, **kw)
+    np.testing.assert_array_equal(plain.i_xt, recorded.i_xt)
+    np.testing.assert_array_equal(plain.test_error, recorded.test_error)
+    assert plain.grad_stats is None and recorded.grad_stats.snr.shape == (2, len(plain.epochs) - 1, 3)
+    if batch_size is None and mode == "minibatch":  # a single gradient per epoch: no spread
+        np.testing.assert_array_equal(recorded.grad_stats.std, 0.0)
+
+
+def test_series_and_overtraining():
+    run = train_students(Teacher(n_in=6, n_relevant=2), 6, hidden=(4,), init_std=0.2, lr=0.05, epochs=50,
+                         seeds=[0, 1, 2], n_snapshots=8, gradient_stats="sample", progress=False)
+    k = len(run.epochs)
+    np.testing.assert_allclose(run.overtraining, run.test_error[:, -1] - run.test_error.min(1))
+    assert (run.overtraining >= 0).all()
+    series = run.series()
+    assert series["layers"] == ["hidden 1", "output"] == run.layer_names
+    assert np.shape(series["i_xt"]) == np.shape(series["i_ty_sd"]) == np.shape(series["weight_norm"]) == (2, k)
+    np.testing.assert_allclose(series["i_xt"][1], run.i_xt[:, :, 1].mean(0))
+    np.testing.assert_allclose(series["test_error"], run.test_error.mean(0))
+    np.testing.assert_allclose(series["largest_decrease"], infoplane.largest_drop(run.i_xt, axis=1).max(0))
+    assert np.shape(series["i_x_irrelevant"]) == (2, k) and np.shape(series["grad_snr"]) == (2, k - 1)
+    assert series["overtraining"] == pytest.approx(run.overtraining.mean())
+    np.testing.assert_allclose(run.final_map, run.final_weights[1] @ run.final_weights[0])
+    fig = gradient_figure({"recorded": run})
+    assert len(fig.axes) == 3
+    plt.close(fig)
+
+
+def test_sweep_runs_the_grid():
+    kw = dict(hidden=(3,), init_std=0.1, lr=0.02, epochs=20, seeds=[0, 1], n_snapshots=4)
+    runs = sweep([4, 8], [0.5, 2.0], n_in=4, progress=False, **kw)
+    assert list(runs) == [(4, 0.5), (8, 0.5), (4, 2.0), (8, 2.0)]
+    alone = train_students(Teacher(n_in=4, snr=2.0), 4, progress=False, **kw)
+    np.testing.assert_array_equal(runs[(4, 2.0)].test_error, alone.test_error)
+    fig = sweep_frame(runs, 8, 0.5)
+    assert len(fig.axes) == 4  # three panels and a colour bar
+    plt.close(fig)
+    with pytest.raises(ValueError, match="not in the sweep"):
+        sweep_frame(runs, 6, 0.5)
+    fig = run_figure(runs[(4, 0.5)], title="t")
+    assert len(fig.axes) == 3
+    plt.close(fig)
+    with pytest.raises(ValueError, match="gradient statistics"):
+        gradient_figure({"no stats": runs[(4, 0.5)]})
+    fig = live_figure(n_train=8, n_in=4, width=3, epochs=10, seeds=2)
+    assert len(fig.axes) == 3
+    plt.close(fig)
+
+
 def test_divergence_is_reported():
     with pytest.raises(FloatingPointError, match="lower lr"):
         train_students(Teacher(n_in=4), 40, hidden=(4,), init_std=1.0, lr=50.0, epochs=200, n_snapshots=3,
@@ -392,7 +538,6 @@ def test_divergence_is_reported():
         (lambda: Teacher().weights([]), "seeds must be"),
         (lambda: init_students((3, 2), "xavier", [0]), "init_std must be a number >= 0 or 'fan_in'"),
         (lambda: log_epochs(0, 10), "epochs must be"),
-        (lambda: largest_decrease(np.zeros((2, 0))), "values must have a non-empty time axis"),
         (lambda: log_epochs(10, 1), "n_snapshots must be"),
         (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, batch_size=3), "batch_size must be"),
         (lambda: train_students(Teacher(n_in=4), 10, lr=-0.1, epochs=5), "lr must be"),
@@ -401,6 +546,11 @@ def test_divergence_is_reported():
         (lambda: train_students("teacher", 10, lr=0.1, epochs=5), "teacher must be a Teacher"),
         (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, threads=0), "threads must be"),
         (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, dtype=torch.int64), "dtype must be"),
+        (lambda: train_students(Teacher(n_in=4), 10, lr=0.1, epochs=5, gradient_stats="all"), "gradient_stats must"),
+        (lambda: layer_gradients([], torch.zeros(1, 2, 3), torch.zeros(1, 2, 1)), "weights must be"),
+        (lambda: layer_gradients([torch.zeros(1, 1, 3)], torch.zeros(1, 2, 4), torch.zeros(1, 2, 1)), "x must be"),
+        (lambda: layer_gradients([torch.zeros(1, 1, 3)], torch.zeros(1, 2, 3), torch.zeros(1, 3, 1)), "y must be"),
+        (lambda: sweep([], [1.0], lr=0.1, epochs=2), "n_trains and snrs must be non-empty"),
     ],
 )
 def test_bad_input_raises(call, match):

@@ -120,6 +120,24 @@ def test_notebook_has_parameters_cell(nb):
         f"profile = \"quick\" in CI); got:\n{cells[0].source}")
 
 
+def _calls(source: str, name: str) -> bool:
+    """Whether Python `source` calls a function or method named `name`."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # cell magics and the like: not Python
+        return False
+    return any(isinstance(node, ast.Call) and name in (getattr(node.func, "attr", None), getattr(node.func, "id", None))
+               for node in ast.walk(tree))
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_uses_the_book_style(nb):
+    """One figure style across chapters: colour-blind-safe colours, retina PNGs (ibutils.plots)."""
+    doc = nbformat.read(nb, as_version=4)
+    assert any(_calls(c.source, "use_style") for c in doc.cells if c.cell_type == "code"), (
+        f"{nb.name}: call `plots.use_style()` before the first figure, so its figures match the book's")
+
+
 @pytest.fixture(scope="session")
 def staged():
     """Lay out the mirror once; chapters executed earlier stay until re-run."""

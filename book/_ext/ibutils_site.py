@@ -1,14 +1,36 @@
-"""Small Sphinx fixes for the book's site, loaded through `local_extensions` in _config.yml.
+"""The book's Sphinx extension, loaded through `local_extensions` in _config.yml.
 
+- `ibutils-scoreboard` directive: the replication scoreboard (`ibutils.scoreboard`), built from
+  the results JSON published with the site, so it is never typed in. Its argument is that
+  folder, relative to the page (default `_static/results`); the chapters are the page's
+  sibling notebooks `NN_<chapter-id>.ipynb`, and each row links to its chapter's Findings.
+- Data behind the figures: on a chapter page whose results JSON is published, every cell
+  output with a figure (an image, or an `ibutils-slider`) gets a line under it linking that
+  JSON and the CSV tables (`ibutils.sitedata`, written by `ibutils.execute.stage_results`),
+  and the page gets a closing section "Data behind the figures" listing the files.
 - Pages must log no console errors (tests/site checks this):
   * sphinx-thebe's configuration script ends up twice in every page under Jupyter Book 1,
     and the second copy throws "Identifier 'THEBE_JS_URL' has already been declared";
     identical scripts are therefore kept once per page;
   * pydata-sphinx-theme logs "Got invalid theme mode" when no default mode is set, so
     `html_context: {default_mode: light}` is set in _config.yml (readers can still switch).
+- `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width.
 """
 
 from __future__ import annotations
+
+import csv
+import posixpath
+import re
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.util.docutils import SphinxDirective
+
+from ibutils import scoreboard
+
+DATA_SECTION_ID = "data-behind-the-figures"
+_CHAPTER = re.compile(r"^(\d\d)_(\w+)$")
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
@@ -26,6 +48,114 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
     scripts[:] = kept
 
 
+class Scoreboard(SphinxDirective):
+    """```{ibutils-scoreboard} [results folder relative to this page]```"""
+
+    optional_arguments = 1
+
+    def run(self):
+        here = Path(self.env.doc2path(self.env.docname)).parent
+        results = (here / (self.arguments[0] if self.arguments else "_static/results")).resolve()
+        notebooks = sorted(nb for nb in here.glob("*.ipynb") if _CHAPTER.match(nb.stem))
+        for nb in notebooks:
+            self.env.note_dependency(str(nb))
+        for f in results.glob("*.json"):
+            self.env.note_dependency(str(f))
+        doc_dir = posixpath.dirname(self.env.docname)
+        builder = self.env.app.builder
+
+        def href(chapter: scoreboard.Chapter) -> str:
+            target = posixpath.join(doc_dir, chapter.page)
+            return builder.get_relative_uri(self.env.docname, target) + "#findings"
+
+        try:
+            board = scoreboard.rows(notebooks, results)
+        except ValueError as exc:
+            raise self.error(f"ibutils-scoreboard: {exc}") from exc
+        return [nodes.raw("", scoreboard.html(board, href), format="html")]
+
+
+def _published(app, chapter_id: str) -> tuple[Path, str] | None:
+    """The chapter's published JSON in the source tree and its URL path under the site root."""
+    for static in app.config.html_static_path:
+        path = Path(app.srcdir, static, "results", f"{chapter_id}.json")
+        if path.exists():
+            return path, f"_static/results/{chapter_id}.json"
+    return None
+
+
+def _shows_figure(output: nodes.Element) -> bool:
+    for mime in output.findall(nodes.container):
+        kind = mime.get("mime_type", "")
+        if kind.startswith("image/"):
+            return True
+        if kind == "text/html" and 'class="ibutils-slider"' in mime.astext():
+            return True
+    return False
+
+
+def _link(text: str, uri: str) -> nodes.reference:
+    return nodes.reference(text, text, refuri=uri)
+
+
+def _link_figure_data(app, doctree):
+    """Data lines under a chapter's figures and a closing "Data behind the figures" section."""
+    docname = app.env.docname
+    match = _CHAPTER.match(posixpath.basename(docname))
+    if not match:
+        return
+    published = _published(app, match.group(2))
+    if published is None:
+        return
+    json_path, json_url = published
+    up = "../" * docname.count("/")
+    tables = sorted(json_path.with_suffix("").glob("*.csv"))
+    for output in list(doctree.findall(nodes.container)):
+        if output.get("nb_element") != "cell_code_output" or not _shows_figure(output):
+            continue
+        line = nodes.paragraph(classes=["ibutils-figure-data"])
+        line += nodes.Text("Data behind this figure: ")
+        line += _link(json_path.name, up + json_url)
+        if tables:
+            line += nodes.Text(" · ")
+            line += _link(f"CSV ({len(tables)} table{'s' if len(tables) > 1 else ''})", f"#{DATA_SECTION_ID}")
+        output.parent.insert(output.parent.index(output) + 1, line)
+    top = next(iter(doctree.findall(nodes.section)), None)
+    if top is None:
+        return
+    section = nodes.section(ids=[DATA_SECTION_ID], names=["data behind the figures"],
+                            classes=["ibutils-data-section"])
+    section += nodes.title("", "Data behind the figures")
+    intro = nodes.paragraph()
+    intro += nodes.Text("The run's record, ")
+    intro += _link(json_path.name, up + json_url)
+    intro += nodes.Text(", holds the settings, the checked claims, the series behind the figures "
+                        "and the provenance of this page. ")
+    if tables:
+        intro += nodes.Text("The series are also here as CSV tables, one per group of series of "
+                            "the same length, named by their place in the record:")
+    section += intro
+    if tables:
+        items = nodes.bullet_list()
+        for table in tables:
+            with table.open(encoding="utf-8", newline="") as f:
+                reader = csv.reader(f)
+                header = next(reader, [])
+                n_rows = sum(1 for _ in reader)
+            shown = ", ".join(header[:6]) + (f", … ({len(header)} columns)" if len(header) > 6 else "")
+            para = nodes.paragraph()
+            para += _link(table.name, f"{up}_static/results/{json_path.stem}/{table.name}")
+            para += nodes.Text(f": {n_rows} rows; {shown}")
+            items += nodes.list_item("", para)
+        section += items
+    doctree.note_implicit_target(section, section)
+    top += section
+
+
 def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.add_directive("ibutils-scoreboard", Scoreboard)
+    # before the toc collector (priority 500), so the added section shows in the page's contents
+    app.connect("doctree-read", _link_figure_data, priority=400)
+    app.add_css_file("ibutils.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}

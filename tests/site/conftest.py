@@ -1,17 +1,23 @@
-"""Fixtures for the browser page tests: the built site served on 127.0.0.1, and Chromium.
+"""Fixtures for the browser page tests: the built site served on 127.0.0.1, Chromium, a tally.
 
 These tests need a built site (`make test` then `make site`, or `make book`) and Debian's
 Chromium at /usr/bin/chromium (`apt-get install -y chromium`). `pytest tests/` skips this
 folder (see norecursedirs in pyproject.toml); run them with `make pagetest`.
+
+The tests count what they checked (pages, images, figures, sliders and frames, scoreboard
+claims, data files, links) in `TALLY`; the counts are printed at the end of the run and
+written to `_build/screenshots/pagetest-summary.json` beside the screenshots.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -25,6 +31,28 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
+
+# what the page tests exercised, in the order the summary lists it
+TALLY_LABELS = {
+    "pages": "pages loaded at desktop width (1280 px)",
+    "phone_pages": "pages loaded at phone width (390 px)",
+    "images": "images decoded (non-zero size), slider frames included",
+    "figures": "chapter figures (cell outputs with an image or a slider)",
+    "figure_data_lines": "figures with a data line under them",
+    "phone_figures": "figures that fit the phone screen with their aspect ratio",
+    "sliders": "sliders exercised",
+    "slider_frames": "slider frames shown by moving the sliders",
+    "repro_boxes": "reproducibility boxes",
+    "scoreboard_claims": "scoreboard claims matched to the chapters' results JSON",
+    "scoreboard_links": "scoreboard links to a chapter's Findings section",
+    "data_files": "data files fetched (results JSON and CSV)",
+    "citation_links": "citation links resolved on the references page",
+    "prev_next_links": "previous/next links checked",
+    "search_hits": "search results",
+    "screenshots": "screenshots saved",
+    "external_blocked": "requests that tried to leave 127.0.0.1",
+}
+TALLY: Counter = Counter()
 
 
 def _free_port() -> int:
@@ -75,5 +103,25 @@ def browser():
 
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
+    """`_build/screenshots/`, emptied of the last run's PNGs so that it shows this run's pages only."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
     return SCREENSHOTS
+
+
+@pytest.fixture(scope="session")
+def tally() -> Counter:
+    return TALLY
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not TALLY:
+        return
+    terminalreporter.section("page-test counts")
+    for key, label in TALLY_LABELS.items():
+        terminalreporter.write_line(f"{TALLY.get(key, 0):6d}  {label}")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    summary = {key: TALLY.get(key, 0) for key in TALLY_LABELS}
+    (SCREENSHOTS / "pagetest-summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    terminalreporter.write_line(f"screenshots and these counts: {SCREENSHOTS}")

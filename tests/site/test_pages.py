@@ -1,20 +1,34 @@
 """Browser checks of the built site, page by page, as a reader would load it.
 
-For every page in the toc: it loads, logs no console error, every <img> decodes with a
-non-zero width, no traceback or error output is shown, and no request leaves 127.0.0.1
-(everything the pages need is served by the site itself). A full-page screenshot of each
-page goes to _build/screenshots/. Every range input must sit in an `.ibutils-slider`
-whose pre-rendered <img> frames it switches.
+Every page in the toc, at desktop width: it loads, logs no console error, every <img> decodes
+with a non-zero width, no traceback or error output is shown, and no request leaves
+127.0.0.1 (everything the pages need is served by the site itself). At phone width: nothing
+sticks out sideways, and every figure fits the screen with its aspect ratio. Screenshots of
+both go to _build/screenshots/.
+
+Every chapter page shows its figures, each with a line under it linking the data behind it
+(the results JSON and CSV tables, which must download), and ends with the run's
+reproducibility box. Every slider is moved through all of its frames, each move showing
+exactly the frame its readouts name. The intro's scoreboard lists every claim of every
+chapter's results JSON, with the same verdict and number, and links each chapter's Findings.
+The references page holds every cited work; previous/next links follow the toc; search works.
+
+A chapter that was not executed for this build (its page is a placeholder) is a warning
+locally and a failure in CI (CI set).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlparse
 
 import pytest
 import yaml
@@ -22,6 +36,8 @@ import yaml
 from ibutils import execute
 
 ROOT = execute.ROOT
+HTML = execute.HTML
+DESKTOP, PHONE = (1280, 900), (390, 844)
 
 
 def _toc_pages() -> list[str]:
@@ -44,7 +60,18 @@ def _toc_pages() -> list[str]:
 
 
 PAGES = _toc_pages()
+INTRO = PAGES[0]
 CHAPTERS = [nb.relative_to(ROOT).with_suffix("").as_posix() for nb in execute.notebooks()]
+REFERENCES = next((p for p in PAGES if p.endswith("/references") or p == "references"), None)
+
+
+def _not_executed(message: str) -> None:
+    """A chapter missing from this build: fail in CI, warn and skip the check locally."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    warnings.warn(message)
+    pytest.skip(message)
+
 
 @dataclass
 class Visit:
@@ -53,7 +80,7 @@ class Visit:
     failed: list[str] = field(default_factory=list)
 
 
-def _open(browser, url: str, viewport=(1280, 900)):
+def _open(browser, url: str, viewport=DESKTOP, tally=None):
     """A new page with listeners recording errors, blocked external and failed requests."""
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     page = context.new_page()
@@ -63,6 +90,8 @@ def _open(browser, url: str, viewport=(1280, 900)):
         host = urlparse(r.request.url).hostname
         if r.request.url.startswith(("http:", "https:", "ws:", "wss:")) and host != "127.0.0.1":
             visit.external.append(r.request.url)
+            if tally is not None:
+                tally["external_blocked"] += 1
             r.abort()
         else:
             r.continue_()
@@ -89,6 +118,16 @@ def _open(browser, url: str, viewport=(1280, 900)):
     return context, page, visit, response
 
 
+def _shot_name(page_path: str, suffix: str = "") -> str:
+    return f"{page_path.replace('/', '__')}{suffix}.png"
+
+
+def _record(context, site_url: str, chapter: str) -> dict | None:
+    """The chapter's results JSON as the site serves it, or None when it is not published."""
+    resp = context.request.get(f"{site_url}/_static/results/{execute.chapter_id(chapter)}.json")
+    return json.loads(resp.text()) if resp.ok else None
+
+
 _IMAGES_JS = """
 async () => {
   const imgs = Array.from(document.images);
@@ -99,24 +138,54 @@ async () => {
 }
 """
 
-_VISIBLE_FRAMES_JS = """
-(slider) => Array.from(slider.querySelectorAll('img'))
-  .map((img, i) => [i, getComputedStyle(img).display !== 'none'])
-  .filter(([i, shown]) => shown).map(([i]) => i)
+# Cell outputs showing a figure (an image outside a slider, or a slider), and what follows them.
+_FIGURES_JS = """
+() => Array.from(document.querySelectorAll('div.cell_output'))
+  .filter(o => o.querySelector('.ibutils-slider') ||
+               Array.from(o.querySelectorAll('img')).some(i => !i.closest('.ibutils-slider')))
+  .map(o => { const n = o.nextElementSibling;
+              const data = !!(n && n.matches('p.ibutils-figure-data'));
+              const stills = Array.from(o.querySelectorAll('img')).filter(i => !i.closest('.ibutils-slider'));
+              return {slider: !!o.querySelector('.ibutils-slider'), data,
+                      density: stills.map(i => i.naturalWidth / Math.max(1, i.getBoundingClientRect().width)),
+                      links: data ? Array.from(n.querySelectorAll('a')).map(a => a.href) : []}; })
+"""
+
+_PHONE_JS = """
+() => {
+  const vw = document.documentElement.clientWidth;
+  const shown = Array.from(document.querySelectorAll('div.cell_output img, figure img'))
+    .filter(i => getComputedStyle(i).display !== 'none');
+  return {vw, overflow: document.documentElement.scrollWidth - vw,
+          images: shown.map(i => { const r = i.getBoundingClientRect();
+            return {src: (i.currentSrc || i.src).slice(-60), left: r.left, right: r.right,
+                    w: r.width, h: r.height, nw: i.naturalWidth, nh: i.naturalHeight}; })};
+}
+"""
+
+_SLIDER_STATE_JS = """
+(slider) => ({
+  shown: Array.from(slider.querySelectorAll('img.ibutils-slider-frame'))
+           .map((img, i) => [i, getComputedStyle(img).display !== 'none']).filter(p => p[1]).map(p => p[0]),
+  readouts: Array.from(slider.querySelectorAll('output.ibutils-slider-readout')).map(o => o.textContent),
+})
 """
 
 
 @pytest.mark.parametrize("page_path", PAGES)
-def test_page(page_path, browser, site_url, screenshots):
+def test_page(page_path, browser, site_url, screenshots, tally):
     url = f"{site_url}/{page_path}.html"
-    context, page, visit, response = _open(browser, url)
+    context, page, visit, response = _open(browser, url, tally=tally)
     try:
         assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
         images = page.evaluate(_IMAGES_JS)
-        page.screenshot(path=str(screenshots / f"{page_path.replace('/', '__')}.png"), full_page=True)
+        page.screenshot(path=str(screenshots / _shot_name(page_path)), full_page=True)
+        tally["pages"] += 1
+        tally["screenshots"] += 1
 
         broken = [img for img in images if not img["complete"] or img["width"] == 0]
         assert not broken, f"{page_path}: images that did not decode: {broken}"
+        tally["images"] += len(images)
         assert not visit.external, f"{page_path}: requests leaving 127.0.0.1: {visit.external}"
         assert not visit.failed, f"{page_path}: failed requests: {visit.failed}"
         assert not visit.console_errors, f"{page_path}: console errors: {visit.console_errors}"
@@ -127,70 +196,274 @@ def test_page(page_path, browser, site_url, screenshots):
         text = page.locator("main, article, body").first.inner_text()
         for needle in ("Traceback (most recent call last)", "An Exception was encountered"):
             assert needle not in text, f"{page_path}: the page shows {needle!r}"
-
-        if page_path in CHAPTERS:
-            placeholder = page.locator(".tag_ibutils-placeholder").count()
-            msg = f"{page_path}: the chapter was not executed for this build"
-            if placeholder and os.environ.get("CI"):
-                pytest.fail(msg)
-            elif placeholder:
-                warnings.warn(msg)
     finally:
         context.close()
 
 
 @pytest.mark.parametrize("page_path", PAGES)
-def test_sliders_switch_frames(page_path, browser, site_url, screenshots):
-    context, page, visit, _ = _open(browser, f"{site_url}/{page_path}.html")
+def test_page_at_phone_width(page_path, browser, site_url, screenshots, tally):
+    """Nothing wider than a phone screen; figures shrink to fit and keep their aspect ratio."""
+    context, page, visit, _ = _open(browser, f"{site_url}/{page_path}.html", viewport=PHONE, tally=tally)
     try:
-        ranges = page.locator("input[type=range]")
-        n = ranges.count()
-        if n == 0:
-            return  # nothing to move on this page
-        for k in range(n):
-            rng = ranges.nth(k)
-            slider = rng.locator("xpath=ancestor::*[contains(concat(' ', normalize-space(@class), ' '), ' ibutils-slider ')][1]")
-            assert slider.count() == 1, f"{page_path}: range input #{k} is not inside an .ibutils-slider"
-            frames = slider.locator("img")
-            assert frames.count() >= 2, f"{page_path}: slider #{k} has {frames.count()} frame(s)"
-            rng.scroll_into_view_if_needed()
-            before = slider.evaluate(_VISIBLE_FRAMES_JS)
-            assert len(before) == 1, f"{page_path}: slider #{k} shows frames {before} before moving"
-            # a slider may have several range inputs (one per parameter): move this one
-            # to whichever end it is not at
-            at_max = rng.evaluate("r => +r.value >= +r.max")
-            rng.focus()
-            page.keyboard.press("Home" if at_max else "End")
-            after = slider.evaluate(_VISIBLE_FRAMES_JS)
-            assert len(after) == 1, f"{page_path}: slider #{k} shows frames {after} after moving"
-            assert after != before, f"{page_path}: moving slider #{k} did not change the frame"
-            assert frames.nth(after[0]).is_visible()
-            slider.screenshot(path=str(screenshots / f"{page_path.replace('/', '__')}__slider{k}.png"))
+        page.evaluate(_IMAGES_JS)
+        layout = page.evaluate(_PHONE_JS)
+        page.screenshot(path=str(screenshots / _shot_name(page_path, "__phone")), full_page=True)
+        tally["phone_pages"] += 1
+        tally["screenshots"] += 1
+        assert layout["overflow"] <= 1, (
+            f"{page_path}: the page is {layout['overflow']} px wider than a {layout['vw']} px screen")
+        for img in layout["images"]:
+            assert img["left"] >= -1 and img["right"] <= layout["vw"] + 1, (
+                f"{page_path}: a figure sticks out of the screen at phone width: {img}")
+            if img["nw"] and img["nh"] and img["h"]:
+                shown, natural = img["w"] / img["h"], img["nw"] / img["nh"]
+                assert abs(shown / natural - 1) < 0.03, (
+                    f"{page_path}: a figure is distorted at phone width (aspect {shown:.3f}, "
+                    f"natural {natural:.3f}): {img}")
+        tally["phone_figures"] += len(layout["images"])
         assert not visit.console_errors, f"{page_path}: console errors: {visit.console_errors}"
     finally:
         context.close()
 
 
-def test_results_json_served(site_url, browser):
-    """Every chapter's results JSON can be downloaded from the site."""
-    context = browser.new_context()
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_shows_figures_data_and_provenance(chapter, browser, site_url, tally):
+    """Figures, retina, each with a data line under it; every data file linked downloads and
+    parses; the "Data behind the figures" section; the reproducibility box after the Findings."""
+    context, page, visit, _ = _open(browser, f"{site_url}/{chapter}.html", tally=tally)
     try:
-        for chapter in CHAPTERS:
-            cid = execute.chapter_id(chapter)
-            resp = context.request.get(f"{site_url}/_static/results/{cid}.json")
-            assert resp.ok, f"_static/results/{cid}.json: HTTP {resp.status}"
-            assert json.loads(resp.text())["chapter"] == cid
+        if page.locator(f".{execute.PLACEHOLDER_TAG}").count():
+            _not_executed(f"{chapter}: the chapter was not executed for this build")
+        record = _record(context, site_url, chapter)
+        assert record is not None, f"{chapter}: executed, but its results JSON is not published"
+
+        figures = page.evaluate(_FIGURES_JS)
+        assert figures, f"{chapter}: the page shows no figure"
+        tally["figures"] += len(figures)
+        coarse = [(i, round(d, 2)) for i, f in enumerate(figures) for d in f["density"] if d < 1.5]
+        assert not coarse, (f"{chapter}: figures drawn at under 1.5 image pixels per screen pixel (figure, "
+                            f"ratio): {coarse}; `plots.use_style()` makes retina PNGs")
+        bare = [i for i, f in enumerate(figures) if not f["data"]]
+        assert not bare, f"{chapter}: figures {bare} (of {len(figures)}) have no data line under them"
+        tally["figure_data_lines"] += len(figures)
+        json_url = f"{site_url}/_static/results/{record['chapter']}.json"
+        for f in figures:
+            assert json_url in f["links"], f"{chapter}: a data line does not link {json_url}: {f['links']}"
+        assert page.locator("section#data-behind-the-figures").count() == 1, (
+            f"{chapter}: no 'Data behind the figures' section")
+
+        hrefs = page.evaluate(
+            "() => Array.from(document.querySelectorAll('p.ibutils-figure-data a, section#data-behind-the-figures a'))"
+            ".map(a => a.href).filter(h => /\\.(json|csv)$/.test(h))")
+        for href in sorted(set(hrefs)):
+            assert urlparse(href).hostname == "127.0.0.1", f"{chapter}: data link leaves the site: {href}"
+            resp = context.request.get(href)
+            assert resp.ok, f"{chapter}: {href}: HTTP {resp.status}"
+            if href.endswith(".json"):
+                assert json.loads(resp.text())["chapter"] == record["chapter"]
+            else:
+                rows = list(csv.reader(io.StringIO(resp.text())))
+                assert len(rows) >= 2 and rows[0], f"{href}: no header or no rows"
+                assert all(len(r) == len(rows[0]) for r in rows), f"{href}: ragged rows"
+            tally["data_files"] += 1
+
+        box = page.locator(".ibutils-repro")
+        assert box.count() == 1, (
+            f"{chapter}: {box.count()} reproducibility boxes; the chapter should end with "
+            "`results.reproducibility(path)`, path being what `results.write` returned")
+        assert box.get_attribute("data-chapter") == record["chapter"]
+        assert box.get_attribute("data-profile") == record["profile"]
+        after_findings = page.evaluate(
+            "() => { const f = document.querySelector('section#findings'), b = document.querySelector('.ibutils-repro');"
+            " return !!f && !!(f.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING); }")
+        assert after_findings, f"{chapter}: the reproducibility box should come after the Findings section"
+        tally["repro_boxes"] += 1
     finally:
         context.close()
 
 
-def test_search_finds_pages(browser, site_url):
+def _snake(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Every point of a grid, in an order where consecutive points differ by one step of one axis."""
+    if len(shape) == 1:
+        return [(i,) for i in range(shape[0])]
+    rest = _snake(shape[1:])
+    return [(i, *r) for i in range(shape[0]) for r in (rest if i % 2 == 0 else rest[::-1])]
+
+
+def test_snake_visits_every_point_by_single_steps():
+    order = _snake((2, 3, 2))
+    assert sorted(order) == sorted({(a, b, c) for a in range(2) for b in range(3) for c in range(2)})
+    assert all(sum(abs(x - y) for x, y in zip(p, q)) == 1 for p, q in zip(order, order[1:]))
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_sliders_show_every_frame(page_path, browser, site_url, screenshots, tally):
+    """Each slider's inputs are stepped (keyboard) through every combination of values; each
+    step shows exactly the frame for that combination, and the readouts name its values."""
+    context, page, visit, _ = _open(browser, f"{site_url}/{page_path}.html", tally=tally)
+    try:
+        ranges = page.locator("input[type=range]")
+        outside = page.evaluate("() => Array.from(document.querySelectorAll('input[type=range]'))"
+                                ".filter(r => !r.closest('.ibutils-slider')).length")
+        assert outside == 0, f"{page_path}: {outside} range input(s) outside an .ibutils-slider"
+        sliders = page.locator(".ibutils-slider")
+        for k in range(sliders.count()):
+            slider = sliders.nth(k)
+            inputs = slider.locator("input.ibutils-slider-input")
+            labels = [json.loads(inputs.nth(i).get_attribute("data-labels")) for i in range(inputs.count())]
+            shape = tuple(len(l) for l in labels)
+            n_frames = math.prod(shape)
+            assert slider.locator("img.ibutils-slider-frame").count() == n_frames, (
+                f"{page_path}: slider #{k} has {slider.locator('img.ibutils-slider-frame').count()} frames "
+                f"for a {shape} grid of values")
+            slider.scroll_into_view_if_needed()
+            seen = set()
+            point = (0,) * len(shape)
+            for step, target in enumerate(_snake(shape)):
+                if step:
+                    axis = next(a for a in range(len(shape)) if target[a] != point[a])
+                    inputs.nth(axis).focus()
+                    page.keyboard.press("ArrowRight" if target[axis] > point[axis] else "ArrowLeft")
+                point = target
+                state = slider.evaluate(_SLIDER_STATE_JS)
+                index = 0
+                for a, n in enumerate(shape):
+                    index = index * n + point[a]
+                assert state["shown"] == [index], (
+                    f"{page_path}: slider #{k} at {point} shows frames {state['shown']}, expected [{index}]")
+                assert state["readouts"] == [labels[a][point[a]] for a in range(len(shape))], (
+                    f"{page_path}: slider #{k} at {point}: readouts {state['readouts']}")
+                seen.add(index)
+            assert len(seen) == n_frames
+            slider.screenshot(path=str(screenshots / _shot_name(page_path, f"__slider{k}")))
+            tally["sliders"] += 1
+            tally["slider_frames"] += n_frames
+            tally["screenshots"] += 1
+        assert ranges.count() >= sliders.count()
+        assert not visit.console_errors, f"{page_path}: console errors: {visit.console_errors}"
+    finally:
+        context.close()
+
+
+def test_scoreboard_lists_every_claim(browser, site_url, tally):
+    """The intro's scoreboard has exactly the claims of every chapter's published results JSON,
+    in order, with their verdict and number; chapters without one are listed as not run."""
+    context, page, visit, _ = _open(browser, f"{site_url}/{INTRO}.html", tally=tally)
+    try:
+        rows = page.evaluate("""() => Array.from(document.querySelectorAll(
+            'table.ibutils-scoreboard tbody tr[data-chapter]')).map(r => ({
+              chapter: r.dataset.chapter, claim: r.dataset.claim, holds: r.dataset.holds,
+              profile: r.dataset.profile,
+              mark: (r.querySelector('.ibutils-mark') || {textContent: ''}).textContent.trim(),
+              ours: (r.querySelector('td.ibutils-num') || {textContent: ''}).textContent.trim()}))""")
+        ids = [execute.chapter_id(c) for c in CHAPTERS]
+        assert {r["chapter"] for r in rows} <= set(ids), f"scoreboard rows for unknown chapters: {rows}"
+        total = holding = 0
+        for chapter, cid in zip(CHAPTERS, ids):
+            mine = [r for r in rows if r["chapter"] == cid]
+            record = _record(context, site_url, chapter)
+            if record is None:
+                assert [r["claim"] for r in mine] == [""], f"{cid}: not published, but the scoreboard shows {mine}"
+                if os.environ.get("CI"):
+                    pytest.fail(f"{cid}: no results JSON on the site: the chapter was not run for this build")
+                warnings.warn(f"{cid}: not run for this build; the scoreboard says so")
+                continue
+            claims = record["claims"]
+            assert [r["claim"] for r in mine] == [c["id"] for c in claims], (
+                f"{cid}: scoreboard claims {[r['claim'] for r in mine]} != results JSON {[c['id'] for c in claims]}")
+            for r, c in zip(mine, claims):
+                assert r["holds"] == ("true" if c["holds"] else "false"), f"{cid}/{c['id']}: verdict differs"
+                assert r["mark"] == ("✓" if c["holds"] else "✗"), f"{cid}/{c['id']}: mark {r['mark']!r}"
+                assert r["profile"] == record["profile"], f"{cid}/{c['id']}: profile {r['profile']!r}"
+                if c["value"] is None:
+                    assert r["ours"] == "n/a"
+                else:
+                    assert math.isclose(float(r["ours"]), c["value"], rel_tol=1e-3, abs_tol=1e-12), (
+                        f"{cid}/{c['id']}: scoreboard shows {r['ours']}, the run measured {c['value']}")
+            total += len(claims)
+            holding += sum(c["holds"] for c in claims)
+            tally["scoreboard_claims"] += len(claims)
+        if total:
+            summary = page.locator(".ibutils-scoreboard-summary").inner_text()
+            assert f"{holding} of {total} claims hold" in summary, summary
+
+        links = page.evaluate("() => Array.from(document.querySelectorAll("
+                              "'table.ibutils-scoreboard tr[data-chapter-heading] a')).map(a => a.href)")
+        assert len(links) == len(CHAPTERS), f"scoreboard links {links} for chapters {CHAPTERS}"
+        for href, chapter in zip(links, CHAPTERS):
+            assert href.split("#")[0] == f"{site_url}/{chapter}.html" and href.endswith("#findings"), href
+            target = context.new_page()
+            try:
+                target.goto(href)
+                assert target.locator("section#findings").count() == 1, f"{href}: no Findings section"
+            finally:
+                target.close()
+            tally["scoreboard_links"] += 1
+        assert not visit.console_errors, f"scoreboard: console errors: {visit.console_errors}"
+    finally:
+        context.close()
+
+
+class _Links(HTMLParser):
+    """Anchors (href, class) and element ids of a built page."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchors: list[tuple[str, str]] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("href"):
+            self.anchors.append((attrs["href"], attrs.get("class") or ""))
+
+
+def _parse(page_path: str) -> _Links:
+    parser = _Links()
+    parser.feed((HTML / f"{page_path}.html").read_text(encoding="utf-8"))
+    return parser
+
+
+def test_prev_next_follow_the_toc(tally):
+    for i, page_path in enumerate(PAGES):
+        links = _parse(page_path).anchors
+        base = f"http://site/{page_path}.html"
+        for cls, j in (("left-prev", i - 1), ("right-next", i + 1)):
+            found = [urljoin(base, href) for href, c in links if cls in c.split()]
+            expected = [f"http://site/{PAGES[j]}.html"] if 0 <= j < len(PAGES) else []
+            assert found == expected, f"{page_path}: {cls} links {found}, expected {expected}"
+            tally["prev_next_links"] += len(found)
+
+
+def test_references_page_resolves_every_citation(tally):
+    assert REFERENCES is not None, "_toc.yml has no references page"
+    refs = _parse(REFERENCES)
+    text = (HTML / f"{REFERENCES}.html").read_text(encoding="utf-8").lower()
+    for title in ("On the Information Bottleneck Theory of Deep Learning",  # the style lower-cases titles
+                  "Opening the Black Box of Deep Neural Networks via Information"):
+        assert title.lower() in text, f"the references page does not list {title!r}"
+    target = f"http://site/{REFERENCES}.html"
+    for page_path in PAGES:
+        base = f"http://site/{page_path}.html"
+        for href, _ in _parse(page_path).anchors:
+            url = urljoin(base, href)
+            if url.split("#")[0] == target and "#" in url:
+                anchor = url.split("#", 1)[1]
+                assert anchor in refs.ids, f"{page_path}: citation link {href} has no target on {REFERENCES}"
+                tally["citation_links"] += 1
+    assert tally["citation_links"] > 0, "no page cites a reference"
+
+
+def test_search_finds_pages(browser, site_url, tally):
     """The site's search (Sphinx's client-side index) returns hits for a word of the intro."""
-    context, page, visit, _ = _open(browser, f"{site_url}/search.html?q=compression")
+    context, page, visit, _ = _open(browser, f"{site_url}/search.html?q=compression", tally=tally)
     try:
         hits = page.locator("#search-results ul.search li")
         hits.first.wait_for(timeout=15000)
         assert hits.count() > 0
+        tally["search_hits"] += hits.count()
         assert not visit.external, f"search: requests leaving 127.0.0.1: {visit.external}"
     finally:
         context.close()
