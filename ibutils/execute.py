@@ -16,7 +16,6 @@ the CLI `python -m ibutils run|build`.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -183,44 +182,6 @@ def _tag_injected(path: Path) -> None:
         nbformat.write(doc, path)
 
 
-ENGINE = "ibutils"  # the papermill engine `run_one` uses (see `_register_engine`)
-
-
-def _register_engine() -> None:
-    """Register papermill's nbclient engine under ENGINE, minus nbclient's stand-in for ipywidgets
-    Output widgets.
-
-    When a cell opens an Output widget (`ipywidgets.interactive` does, so `ibutils.widgets.live`
-    does), nbclient plays its front end and answers the kernel on the shell channel while it
-    awaits that cell's reply on the same channel. Now and then the reply's arrival is then missed
-    and the cell sits idle until its whole timeout (30 s in a test notebook, 30 min per cell in
-    `make test`) before execution goes on: measured 3 stalls in 30 runs of one `widgets.live`
-    cell with the stand-in, none in 42 without (nbclient 0.11.0, pyzmq 27.3.0; see
-    jupyter/nbclient#312). Without it, what an Output widget shows during a batch run becomes
-    ordinary output of its cell; the book hides live cells' output on the site anyway.
-    """
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
-
-    class Client(PapermillNotebookClient):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.widget_registry = {}
-
-    class Engine(NBClientEngine):
-        @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-            for unused in ("input_path", "timeout", "startup_timeout"):  # as papermill's own engine
-                kwargs.pop(unused, None)
-            return Client(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
-                          kernel_name=kernel_name, log=logging.getLogger("papermill"),
-                          log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
-                          **kwargs).execute()
-
-    papermill_engines.register(ENGINE, Engine)
-
-
 def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAULT_TIMEOUT) -> Path:
     """Execute one chapter into the mirror; raises on any cell error.
 
@@ -233,7 +194,6 @@ def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAUL
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     nb = Path(nb).resolve()
     kernel_env()
-    _register_engine()
     dst = SRC / "book" / nb.name
     dst.parent.mkdir(parents=True, exist_ok=True)
     results_path(nb).unlink(missing_ok=True)
@@ -247,7 +207,6 @@ def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAUL
             cwd=str(nb.parent),
             progress_bar=False,
             execution_timeout=timeout,
-            engine_name=ENGINE,
         )
     finally:
         _tag_injected(dst)
