@@ -373,10 +373,11 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         at_snapshot = next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]
         for start in range(0, n_train, batch):
             # transposed views: samples innermost, as Ensemble.backward expects
-            rows = epoch_table[:, start:start + batch].transpose(1, 2)
-            net.backward(rows[:, :d], rows[:, d:])
+            chunk = epoch_table[:, start:start + batch].transpose(1, 2)
+            x_batch, onehot_batch = chunk[:, :d], chunk[:, d:]
+            net.backward(x_batch, onehot_batch)
             for hook in on_batch if at_snapshot else ():
-                hook(epoch, net, rows[:, :d], rows[:, d:])
+                hook(epoch, net, x_batch, onehot_batch)
             opt.step()
         if at_snapshot:
             snapshot(epoch)
