@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ibutils import scoreboard
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 BUILD = ROOT / "_build"
@@ -51,10 +53,10 @@ def notebooks() -> list[Path]:
 
 
 def chapter_id(nb: Path | str) -> str:
-    """`book/01_tanh_vs_relu.ipynb` -> `tanh_vs_relu` (the name of its results JSON)."""
-    stem = Path(nb).stem
-    head, sep, tail = stem.partition("_")
-    return tail if sep and head.isdigit() else stem
+    """`book/01_tanh_vs_relu.ipynb` -> `tanh_vs_relu` (the name of its results JSON); a sibling
+    chapter `01b_mnist_kde` -> `mnist_kde`."""
+    parts = scoreboard.split_name(Path(nb).stem)
+    return parts[1] if parts else Path(nb).stem
 
 
 def results_path(nb: Path | str) -> Path:

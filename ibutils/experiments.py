@@ -7,12 +7,43 @@ seconds. Chapters call these and keep only narrative, parameters and figures.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
+import torch
+
+import ibutils
 from ibutils import data, gradients, infoplane, mi, results, train
 
+
+
+def _resolve_workers(workers: int | None) -> int:
+    """`workers` as a count: None means one per CPU core this process may run on, or 1 on a GPU."""
+    if workers is None:
+        if ibutils.default_device().type != "cpu":
+            return 1
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    return workers
+
+
+def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list:
+    """`[fn(*args, **kwargs) for args, kwargs in calls]`, spread over up to `workers` spawned
+    processes (a fresh interpreter each: no forked torch state), each on one CPU thread; in
+    this process when one worker or one call."""
+    if workers == 1 or len(calls) <= 1:
+        return [fn(*args, **kwargs) for args, kwargs in calls]
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(calls)), mp_context=spawn) as pool:
+        futures = [pool.submit(fn, *args, **{**kwargs, "threads": 1}) for args, kwargs in calls]
+        return [future.result() for future in futures]
 
 @dataclass
 class TishbyNetResult:
@@ -52,29 +83,17 @@ class TishbyNetResult:
             **grads,
         }
 
+    @classmethod
+    def compute(cls, config: train.TrainConfig, seeds: Sequence[int], train_fraction: float,
+                binning: infoplane.Binning, gradient_stats: str | None, data_path, progress: bool,
+                threads: int | None = None) -> "TishbyNetResult":
+        """`tishby_net` for one group of seeds, in this process and without the cache.
 
-def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fraction: float = 0.8,
-               binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
-               data_path=None, progress: bool = True) -> TishbyNetResult:
-    """Train `config` for every seed on its random `train_fraction` split of the 12-bit task
-    and bin every layer at every snapshot on all 4096 patterns (Saxe et al. Fig. 1A/B, 5, 7).
-
-    `binning` bins the hidden layers (default: the paper's rule for the activation).
-    `gradient_stats`, "minibatch" or "sample", also records every layer's gradient statistics
-    at the snapshot epochs (`gradients.Recorder`, SPEC 2.6; Fig. 20) into the result's
-    `gradient_stats`.
-    """
-    seeds = [int(s) for s in seeds]
-    binning = binning or infoplane.paper_binning(config.activation)
-    key = {"config": asdict(config), "seeds": seeds, "train_fraction": train_fraction, "binning": asdict(binning)}
-    modules = (data, train, infoplane, mi)
-    if gradient_stats is not None:  # only then in the key, so runs without statistics keep their cache
-        if gradient_stats not in gradients.MODES:
-            raise ValueError(f"gradient_stats must be None or one of {gradients.MODES}, got {gradient_stats!r}")
-        key["gradient_stats"] = gradient_stats
-        modules += (gradients,)
-
-    def compute() -> TishbyNetResult:
+        `threads` sets torch's CPU threads for the whole computation (training alone always
+        uses one); a worker process of `tishby_net` passes 1.
+        """
+        if threads is not None:
+            torch.set_num_threads(threads)
         x, y = data.tishby(data_path)
         train_idx, test_idx = data.train_test_split(len(x), seeds, train_fraction)
         recorder = gradients.Recorder(gradient_stats) if gradient_stats is not None else None
@@ -85,6 +104,255 @@ def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fractio
         plane = infoplane.binned_plane(run, x, y, hidden=binning, progress=progress)
         seconds = {"training": round(trained - started, 2), "binning": round(time.time() - trained, 2)}
         stats = recorder.trajectory() if recorder else None
-        return TishbyNetResult(replace(run, params=None), plane, seconds, stats)
+        return cls(replace(run, params=None), plane, seconds, stats)
 
-    return results.cached("tishby_net", key, compute, modules=modules)
+    @classmethod
+    def join(cls, parts: Sequence["TishbyNetResult"]) -> "TishbyNetResult":
+        """The results of disjoint seed groups of one configuration as one, seeds in the order of
+        `parts`. The histograms (of the first seed) come from the first part; `seconds` are
+        those of the slowest part."""
+        first = parts[0]
+
+        def joined(name: str, fields: Sequence[str], axis: int) -> dict:
+            return {f: np.concatenate([getattr(getattr(p, name), f) for p in parts], axis) for f in fields}
+
+        run = replace(first.run, seeds=tuple(s for p in parts for s in p.run.seeds),
+                      **joined("run", ("train_loss", "train_acc", "test_loss", "test_acc"), 1))
+        plane = replace(first.plane, **joined("plane", ("i_xt", "i_ty", "value_range"), 0))
+        stats = first.gradient_stats
+        if stats is not None:
+            stats = replace(stats, **joined("gradient_stats", ("mean", "std", "snr", "weight_norm"), 0))
+        seconds = {key: max(p.seconds[key] for p in parts) for key in first.seconds}
+        return cls(run, plane, seconds, stats)
+
+
+def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fraction: float = 0.8,
+               binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
+               data_path=None, progress: bool = True, workers: int | None = 1) -> TishbyNetResult:
+    """Train `config` for every seed on its random `train_fraction` split of the 12-bit task
+    and bin every layer at every snapshot on all 4096 patterns (Saxe et al. Fig. 1A/B, 5, 7).
+
+    `binning` bins the hidden layers (default: the paper's rule for the activation).
+    `gradient_stats`, "minibatch" or "sample", also records every layer's gradient statistics
+    at the snapshot epochs (`gradients.Recorder`, SPEC 2.6; Fig. 20) into the result's
+    `gradient_stats`. `workers` > 1 splits the seeds into that many groups, each trained and
+    binned in its own process (see `tishby_nets`).
+    """
+    return tishby_nets({"": config}, seeds, train_fraction=train_fraction, binning=binning,
+                       gradient_stats=gradient_stats, data_path=data_path, progress=progress, workers=workers)[""]
+
+
+def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
+                binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
+                data_path=None, progress: bool = True, workers: int | None = 1) -> dict[str, TishbyNetResult]:
+    """`tishby_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
+    cached on its own as `tishby_net` caches it; returns the results under the same names.
+
+    `workers` > 1 shares the configurations that are not cached among that many processes, each
+    on one CPU thread: whole configurations when there are at least as many as workers (one
+    ensemble per process is the fastest way to use the cores), else each configuration's seeds
+    split into groups. The results are the same as one worker's, bit for bit; the progress bars
+    are then not shown. None means one worker per CPU core this process may run on, or 1 when
+    a GPU is present. `binning` None is the paper's rule for each configuration's activation.
+    """
+    seeds = [int(s) for s in seeds]
+    if gradient_stats is not None and gradient_stats not in gradients.MODES:
+        raise ValueError(f"gradient_stats must be None or one of {gradients.MODES}, got {gradient_stats!r}")
+    workers = _resolve_workers(workers)
+    settings = {name: (config, binning or infoplane.paper_binning(config.activation)) for name, config in configs.items()}
+    modules = (data, train, infoplane, mi) + ((gradients,) if gradient_stats is not None else ())
+
+    def key(name: str) -> dict:
+        config, bins = settings[name]
+        entry = {"config": asdict(config), "seeds": seeds, "train_fraction": train_fraction, "binning": asdict(bins)}
+        if gradient_stats is not None:  # only then in the key, so runs without statistics keep their cache
+            entry["gradient_stats"] = gradient_stats
+        return entry
+
+    done = {name: results.lookup("tishby_net", key(name), modules) for name in configs}
+    todo = [name for name, value in done.items() if value is None]
+    groups = max(1, workers // max(1, len(todo)))
+    parts = [(name, group.tolist()) for name in todo for group in np.array_split(seeds, min(groups, len(seeds)))]
+    quiet = workers > 1 and len(parts) > 1  # progress bars of several processes would interleave
+    pieces = _in_processes(TishbyNetResult.compute, [
+        ((settings[name][0], group, train_fraction, settings[name][1], gradient_stats, data_path,
+          progress and not quiet), {}) for name, group in parts], workers)
+    for name in todo:
+        joined = TishbyNetResult.join([piece for (owner, _), piece in zip(parts, pieces) if owner == name])
+        done[name] = results.store("tishby_net", key(name), joined, modules)
+    return done
+
+
+# --- MNIST with the KDE estimator (Saxe et al. Fig. 1C-D, 9, 10) ---------------------------------
+
+@dataclass
+class KDEPlane:
+    """KDE estimates (SPEC 2.2) of every layer at every snapshot for one noise variance, in bits.
+
+    Each array is `[snapshots, layers]`: I(X;T) and I(T;Y) from the pairwise-KL kernel
+    (`upper_*`) and from the Bhattacharyya kernel (`lower_*`). For I(X;T) they bound the
+    information of the noisy layer T + N(0, noise_var I); for I(T;Y) they are estimates.
+    """
+
+    noise_var: float
+    upper_i_xt: np.ndarray
+    upper_i_ty: np.ndarray
+    lower_i_xt: np.ndarray
+    lower_i_ty: np.ndarray
+
+    def series(self) -> dict:
+        """`{"noise_var", "kde_upper": {"i_xt", "i_ty"}, "kde_lower": {...}}`, arrays `[layers][snapshots]`."""
+        return {
+            "noise_var": self.noise_var,
+            "kde_upper": {"i_xt": self.upper_i_xt.T, "i_ty": self.upper_i_ty.T},
+            "kde_lower": {"i_xt": self.lower_i_xt.T, "i_ty": self.lower_i_ty.T},
+        }
+
+
+class _SnapshotEstimates:
+    """`train`'s on_snapshot hook: KDE (one plane per noise variance) and floor-binned MI of
+    every layer, on the pool rows `rows` with labels `y` (model 0 of the ensemble)."""
+
+    def __init__(self, rows: np.ndarray, y: np.ndarray, noise_vars: Sequence[float], bin_width: float):
+        self.rows, self.y, self.noise_vars, self.bin_width = torch.as_tensor(rows), y, noise_vars, bin_width
+        self.kde: list[list[mi.KDEBounds]] = []  # [snapshots][layers x noise_vars]
+        self.binned: list[list[mi.MI]] = []  # [snapshots][layers]
+
+    def __call__(self, epoch: int, activations) -> None:
+        layers = [a[0].index_select(0, self.rows.to(a.device)) for a in activations]
+        self.kde.append([bounds for t in layers for bounds in mi.kde_sweep(t, self.y, self.noise_vars)])
+        self.binned.append([mi.binned_floor(t, self.y, self.bin_width) for t in layers])
+
+    def planes(self) -> tuple[list[KDEPlane], np.ndarray, np.ndarray]:
+        """One `KDEPlane` per noise variance, and binned I(X;T), I(T;Y) `[snapshots, layers]`."""
+        kde = np.asarray(self.kde, dtype=np.float64)  # [K, layers * V, bound, quantity]
+        kde = kde.reshape(len(self.kde), -1, len(self.noise_vars), 2, 2)
+        planes = [KDEPlane(v, kde[:, :, i, 0, 0], kde[:, :, i, 0, 1], kde[:, :, i, 1, 0], kde[:, :, i, 1, 1])
+                  for i, v in enumerate(self.noise_vars)]
+        binned = np.asarray(self.binned, dtype=np.float64)
+        return planes, binned[..., 0], binned[..., 1]
+
+
+@dataclass
+class MnistNetResult:
+    """One MNIST network (784-1024-20-20-20-10): its metrics and per-layer information.
+
+    `kde` holds one `KDEPlane` per noise variance, the headline `noise_var` first;
+    `binned_i_xt`, `binned_i_ty` are `[snapshots, layers]` bits (floor bins of `bin_width`);
+    `gradient_stats` the per-minibatch gradient statistics at the snapshot epochs (SPEC 2.6).
+    `test_rows` are the indices of the test images the estimates used; `seconds["total"]` times
+    the whole call (training, with the estimates made at each snapshot).
+    """
+
+    run: train.Run
+    layers: list[str]
+    kde: list[KDEPlane]
+    bin_width: float
+    binned_i_xt: np.ndarray
+    binned_i_ty: np.ndarray
+    gradient_stats: gradients.Trajectory
+    n_train: int
+    test_rows: np.ndarray
+    seconds: dict
+
+    def series(self) -> dict:
+        """The results-JSON layout: `epochs`, `layers`, the headline `kde_upper` / `kde_lower`
+        (each `{"i_xt", "i_ty"}`, `[layers][snapshots]` bits), `binned` (same layout), the
+        losses and accuracies (`[snapshots]`, nats and fractions), the gradient statistics
+        (`gradients.Trajectory.series`), and `sensitivity`: one `KDEPlane.series()` per noise variance.
+        """
+        headline = self.kde[0].series()
+        return {
+            "epochs": self.run.epochs,
+            "layers": self.layers,
+            "samples": len(self.test_rows),
+            "noise_var": headline["noise_var"],
+            "kde_upper": headline["kde_upper"],
+            "kde_lower": headline["kde_lower"],
+            "binned": {"bin_width": self.bin_width, "i_xt": self.binned_i_xt.T, "i_ty": self.binned_i_ty.T},
+            "compression": infoplane.compression(self.kde[0].upper_i_xt),
+            "train_loss": self.run.train_loss[:, 0],
+            "test_loss": self.run.test_loss[:, 0],
+            "train_acc": self.run.train_acc[:, 0],
+            "test_acc": self.run.test_acc[:, 0],
+            **self.gradient_stats.series(),
+            "sensitivity": [plane.series() for plane in sorted(self.kde, key=lambda p: p.noise_var)],
+        }
+
+
+def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None = None, samples: int = 10_000,
+              noise_var: float = 0.1, sensitivity: Sequence[float] = (), bin_width: float = 0.5,
+              data_path=None, progress: bool = True) -> MnistNetResult:
+    """Train one MNIST network and estimate every layer's information at every snapshot
+    (Saxe et al. Fig. 1C-D, 9, 10; SPEC E3).
+
+    `config.hidden` should be (1024, 20, 20, 20) for the paper's network. The network trains on
+    `n_train` training images (None: all 60,000; else a seeded random subset) and is measured on
+    `samples` test images (10,000: all of them; else a seeded subset): KDE bounds at `noise_var`
+    and at each variance in `sensitivity` (from the same activations), floor binning of width
+    `bin_width`, and per-minibatch gradient statistics. Uses CUDA when present.
+    """
+    return mnist_nets({"": config}, seed, n_train=n_train, samples=samples, noise_var=noise_var,
+                      sensitivity=sensitivity, bin_width=bin_width, data_path=data_path, progress=progress)[""]
+
+
+def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_train: int | None = None,
+               samples: int = 10_000, noise_var: float = 0.1, sensitivity: Sequence[float] = (),
+               bin_width: float = 0.5, data_path=None, progress: bool = True,
+               workers: int | None = 1) -> dict[str, MnistNetResult]:
+    """`mnist_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
+    cached on its own; returns the results under the same names.
+
+    `workers` > 1 trains the configurations that are not cached side by side, one spawned
+    process each, on one CPU thread each (progress bars are then not shown). None means one
+    worker per CPU core, or 1 when a GPU is present.
+    """
+    seed, workers = int(seed), _resolve_workers(workers)
+    train_images, test_images = data.MNIST_SHAPES["train-images-idx3-ubyte"][0], data.MNIST_SHAPES["t10k-images-idx3-ubyte"][0]
+    n_train = train_images if n_train is None else int(n_train)
+    if not 0 < n_train <= train_images:
+        raise ValueError(f"n_train must lie in [1, {train_images}] or be None, got {n_train}")
+    if not 1 < int(samples) <= test_images:
+        raise ValueError(f"samples must lie in [2, {test_images}], got {samples}")
+    noise_vars = (float(noise_var), *(float(v) for v in sensitivity if float(v) != float(noise_var)))
+    modules = (data, train, mi, gradients, sys.modules[__name__])
+
+    def key(config: train.TrainConfig) -> dict:
+        return {"config": asdict(config), "seed": seed, "n_train": n_train, "samples": int(samples),
+                "noise_vars": noise_vars, "bin_width": bin_width}
+
+    done = {name: results.lookup("mnist_net", key(config), modules) for name, config in configs.items()}
+    todo = [name for name, value in done.items() if value is None]
+    quiet = workers > 1 and len(todo) > 1
+    computed = _in_processes(_mnist_net, [
+        ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet), {})
+        for name in todo], workers)
+    for name, value in zip(todo, computed):
+        done[name] = results.store("mnist_net", key(configs[name]), value, modules)
+    return done
+
+
+def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int, noise_vars: tuple[float, ...],
+               bin_width: float, data_path, progress: bool, threads: int | None = None) -> MnistNetResult:
+    """`mnist_net` in this process, without the cache (`threads`: torch's CPU threads, if given)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.time()
+    x_train, y_train, x_test, y_test = data.mnist(data_path)
+    rng = np.random.default_rng([seed, 784])
+    train_rows = np.sort(rng.permutation(len(x_train))[:n_train])
+    mi_rows = np.sort(rng.permutation(len(x_test))[:samples])
+    # one pool: the training images, then the test images; snapshots see all of it
+    x = np.concatenate([x_train[train_rows], x_test])
+    y = np.concatenate([y_train[train_rows], y_test])
+    train_idx = np.arange(n_train)[None]
+    test_idx = n_train + np.arange(len(x_test))[None]
+    estimates = _SnapshotEstimates(n_train + mi_rows, y_test[mi_rows], noise_vars, bin_width)
+    recorder = gradients.Recorder("minibatch")
+    run = train.train(x, y, train_idx, test_idx, config, [seed], keep_params=False,
+                      on_snapshot=[estimates, recorder.on_snapshot], on_batch=[recorder.on_batch],
+                      progress=progress)
+    planes, binned_i_xt, binned_i_ty = estimates.planes()
+    seconds = {"total": round(time.time() - started, 2)}
+    return MnistNetResult(run, infoplane.layer_names(run.sizes), planes, bin_width, binned_i_xt,
+                          binned_i_ty, recorder.trajectory(), n_train, mi_rows, seconds)

@@ -156,11 +156,12 @@ class Recorder:
     """Collects gradient statistics of every layer's weights at the snapshot epochs of a run.
 
     Pass `on_batch=[recorder.on_batch]` and `on_snapshot=[recorder.on_snapshot]` to
-    `ibutils.train.train`. During each snapshot epoch (>= 1) it takes, per layer, either the
-    gradient of every minibatch (`mode="minibatch"`: the SGD statistic of SPEC 2.6 and of the
-    authors' code) or the gradient of every training sample (`mode="sample"`: for full-batch
-    descent, whose epoch has a single gradient; paper App. I, Fig. 21D), each at the weights
-    just before the update it drives, and folds them into running moments; at the end of the
+    `ibutils.train.train`. During each snapshot epoch it takes, per layer, either the gradient
+    of every minibatch (`mode="minibatch"`: the SGD statistic of SPEC 2.6 and of the authors'
+    code) or the gradient of every training sample (`mode="sample"`: for full-batch descent,
+    whose epoch has a single gradient; paper App. I, Fig. 21D), each at the weights just
+    before the update it drives (at epoch 0, the initial weights, which `train` passes once
+    through without updating), and folds them into running moments; at the end of the
     epoch it turns them into `Statistics` and takes the weights' norms. Biases are left out, as
     in the paper. `trajectory()` returns the record.
 
@@ -199,8 +200,6 @@ class Recorder:
 
     def on_snapshot(self, epoch: int, activations) -> None:
         """`train`'s on_snapshot hook: turn the epoch's moments into statistics."""
-        if epoch == 0:  # the initial network: no epoch has run, no gradients were taken
-            return
         if epoch != self._epoch or not self._moments:
             raise ValueError(f"no gradients were collected in snapshot epoch {epoch}: pass on_batch too")
         self._epochs.append(epoch)
@@ -212,7 +211,7 @@ class Recorder:
     def trajectory(self) -> Trajectory:
         """The statistics recorded so far (`[seeds, K, layers]` arrays, see `Trajectory`)."""
         if not self._epochs:
-            raise ValueError("no snapshot epoch >= 1 was recorded")
+            raise ValueError("no snapshot epoch was recorded")
         fields = np.asarray(self._stats).transpose(2, 3, 0, 1)  # [K, layers, 3, seeds] -> [3, seeds, K, layers]
         norms = np.asarray(self._norms).transpose(1, 0, 2)
         return Trajectory(self.mode, np.asarray(self._epochs, dtype=np.int64), *fields, norms)

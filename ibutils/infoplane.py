@@ -74,40 +74,47 @@ def layer_names(sizes) -> list[str]:
     return names + [f"output ({sizes[-1]})"]
 
 
-def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int, desc: str, progress: bool):
-    """Yield (snapshot slice, activations per layer as `[S, c, N, width]`)."""
+def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int | None, desc: str, progress: bool):
+    """Yield (snapshot slice, activations per layer as `[S, c, N, width]`) for chunks of c snapshots.
+
+    The activations are transposed views of `[S, c, width, N]` buffers, the layout the network
+    computes and the binning wants. `chunk` None takes about 2**21 values of the widest layer
+    per chunk, so the temporaries stay small.
+    """
     net = run.ensemble(0, device=x.device)
+    if chunk is None:
+        chunk = max(1, 2**21 // (len(run.seeds) * x.shape[0] * max(run.sizes[1:])))
     for start in tqdm(range(0, len(run.epochs), chunk), desc=desc, disable=not progress, mininterval=1.0):
         ks = range(start, min(start + chunk, len(run.epochs)))
         per_snapshot = []
         for k in ks:
             net.load(run.params[k].to(x.device))
             with torch.no_grad():
-                per_snapshot.append(net.forward(x))
-        yield slice(ks.start, ks.stop), [torch.stack(layer, 1) for layer in zip(*per_snapshot)]
+                per_snapshot.append([a.transpose(1, 2) for a in net.forward(x)])
+        yield slice(ks.start, ks.stop), [torch.stack(layer, 1).transpose(2, 3) for layer in zip(*per_snapshot)]
 
 
-def activity_range(run: Run, x, chunk: int = 16, progress: bool = False) -> np.ndarray:
+def activity_range(run: Run, x, chunk: int | None = None, progress: bool = False) -> np.ndarray:
     """Each seed's [min, max] activity over all hidden layers and snapshots: `[seeds, 2]`."""
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     lo = torch.full((len(run.seeds),), float("inf"))
     hi = torch.full((len(run.seeds),), float("-inf"))
     for _, acts in _snapshot_chunks(run, x, chunk, "activity range", progress):
         for a in acts[:-1]:
-            flat = a.reshape(a.shape[0], -1)
-            lo = torch.minimum(lo, flat.min(1).values.cpu())
-            hi = torch.maximum(hi, flat.max(1).values.cpu())
+            a_lo, a_hi = torch.aminmax(a.reshape(a.shape[0], -1), dim=1)
+            lo, hi = torch.minimum(lo, a_lo.cpu()), torch.maximum(hi, a_hi.cpu())
     return torch.stack([lo, hi], 1).numpy()
 
 
 def binned_plane(run: Run, x, y, hidden: Binning | None = None, output: Binning = TANH_BINNING,
-                 chunk: int = 16, progress: bool = True) -> InformationPlane:
+                 chunk: int | None = None, progress: bool = True) -> InformationPlane:
     """Binned I(X;T) and I(T;Y) of every layer of every seed at every snapshot of `run`.
 
     x: `[N, d]` inputs, all equally likely (for the 12-bit task, all 4096 patterns);
     y: `[N]` labels. `hidden` bins the hidden layers (default `paper_binning` of the run's
     activation); `output` bins the softmax output layer (default 30 bins on [-1, 1], as for tanh,
-    in both networks so their output layers are comparable).
+    in both networks so their output layers are comparable). `chunk` snapshots are evaluated
+    at a time (None: as many as keep about 2**21 values per layer).
     """
     hidden = hidden or paper_binning(run.config.activation)
     if output.value_range is None:
@@ -120,8 +127,6 @@ def binned_plane(run: Run, x, y, hidden: Binning | None = None, output: Binning 
             raise ValueError("some run has constant hidden activity: its adaptive bin range is empty")
     else:
         ranges = np.tile(np.asarray(hidden.value_range, dtype=np.float64), (n_seeds, 1))
-    lo = torch.as_tensor(ranges[:, :1])
-    hi = torch.as_tensor(ranges[:, 1:])
     i_xt = np.zeros((n_seeds, n_snaps, n_layers))
     i_ty = np.zeros_like(i_xt)
     hist = [np.zeros((n_snaps, hidden.bins)) for _ in range(n_layers - 1)]
@@ -129,14 +134,16 @@ def binned_plane(run: Run, x, y, hidden: Binning | None = None, output: Binning 
     for ks, acts in _snapshot_chunks(run, x, chunk, f"binning {run.config.activation}", progress):
         for l, a in enumerate(acts):
             if l < n_layers - 1:
-                codes = mi.bin_codes(a, hidden.bins, (lo, hi))
+                bins, per_seed = hidden.bins, (ranges[:, :1], ranges[:, 1:])
+                first = (ranges[0, 0], ranges[0, 1])
             else:
-                codes = mi.bin_codes(a, output.bins, output.value_range)
-            i_xt[:, ks, l], i_ty[:, ks, l] = mi.discrete(codes, y)
-            first = codes[0].reshape(codes.shape[1], -1)
-            counts = torch.zeros(first.shape[0], hist[l].shape[1], dtype=torch.float64)
-            counts.scatter_add_(1, first, torch.ones_like(first, dtype=torch.float64))
-            hist[l][ks] = (counts / first.shape[1]).numpy()
+                bins, per_seed = output.bins, output.value_range
+                first = output.value_range
+            i_xt[:, ks, l], i_ty[:, ks, l] = mi.binned(a, y, bins, per_seed)
+            codes = mi.bin_codes(a[0], bins, first).reshape(a.shape[1], -1)  # first seed, for the histogram
+            counts = torch.zeros(codes.shape[0], bins, dtype=torch.float64)
+            counts.scatter_add_(1, codes, torch.ones_like(codes, dtype=torch.float64))
+            hist[l][ks] = (counts / codes.shape[1]).numpy()
     hist_edges = [np.linspace(ranges[0, 0], ranges[0, 1], hidden.bins + 1)] * (n_layers - 1)
     hist_edges.append(np.linspace(*output.value_range, output.bins + 1))
     return InformationPlane(run.epochs, layer_names(run.sizes), i_xt, i_ty, hist, hist_edges, ranges)

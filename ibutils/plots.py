@@ -242,3 +242,37 @@ def gradient_panels(rows: dict, layer: int, *, layer_name: str = ""):
     axes[0, 0].legend(styles, ["|mean|", "|std|"])
     axes[0, 1].legend()
     return fig
+
+
+def kde_summary(series: dict, *, title: str = "", h_x: float | None = None):
+    """One network's training summary in four panels (Saxe et al. Fig. 9/10, one row each):
+    cross-entropy (bits), the KDE band of I(X;T) between its lower and upper bound per layer,
+    binned I(X;T) per layer, and the gradient SNR per layer, all against epoch (log scale).
+
+    `series` is `ibutils.experiments.MnistNetResult.series()` (or its results-JSON copy):
+    `epochs`, `layers`, `train_loss`/`test_loss` (nats), `kde_upper`/`kde_lower` and `binned`
+    (`{"i_xt": [layers][snapshots]}`, bits), `grad_epochs`, `snr` `[layers][grad snapshots]`.
+    `h_x` draws the ceiling log2 N of the estimates as a dotted line. Returns the figure.
+    """
+    epochs = np.maximum(np.asarray(series["epochs"]), 1)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.0))
+    for key, ls in (("train_loss", "-"), ("test_loss", "--")):
+        axes[0].plot(epochs, np.asarray(series[key]) / np.log(2), color="0.2", ls=ls, label=key.replace("_", " "))
+    axes[0].set(xscale="log", xlabel="epoch", ylabel="cross-entropy (bits)", title="loss")
+    axes[0].legend()
+    upper, lower = np.asarray(series["kde_upper"]["i_xt"]), np.asarray(series["kde_lower"]["i_xt"])
+    binned = np.asarray(series["binned"]["i_xt"])
+    for l, (name, colour) in enumerate(zip(series["layers"], OKABE_ITO)):
+        axes[1].fill_between(epochs, lower[l], upper[l], color=colour, alpha=0.35, lw=0)
+        axes[1].plot(epochs, upper[l], color=colour, lw=1.0, label=name)
+        axes[2].plot(epochs, binned[l], color=colour, lw=1.2, label=name)
+        axes[3].plot(np.maximum(series["grad_epochs"], 1), series["snr"][l], color=colour, lw=1.2, label=name)
+    for ax, panel in zip(axes[1:3], ("I(X;T), KDE lower to upper bound", "I(X;T), binned")):
+        ax.set(xscale="log", xlabel="epoch", ylabel="bits", title=panel)
+        if h_x is not None:
+            ax.axhline(h_x, color="0.3", ls=":", lw=0.8)
+    axes[3].set(xscale="log", yscale="log", xlabel="epoch", ylabel="SNR", title="gradient SNR = |mean| / |std|")
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig

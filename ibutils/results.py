@@ -182,21 +182,33 @@ def config_key(config: dict, modules: Sequence[ModuleType] = ()) -> str:
     return hashlib.sha256((text + _source_hash(modules)).encode()).hexdigest()[:20]
 
 
+def _cache_path(name: str, config: dict, modules: Sequence[ModuleType]) -> Path:
+    return cache_dir() / f"{name}-{config_key(config, modules)}.pt"
+
+
+def lookup(name: str, config: dict, modules: Sequence[ModuleType] = ()) -> Any | None:
+    """The value `cached(name, config, ..., modules)` stored, or None if there is none yet."""
+    path = _cache_path(name, config, modules)
+    return torch.load(path, weights_only=False) if path.exists() else None
+
+
+def store(name: str, config: dict, value: Any, modules: Sequence[ModuleType] = ()) -> Any:
+    """Cache `value` as `cached(name, config, ..., modules)` would (atomically); return it."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    _atomic_write(_cache_path(name, config, modules), buffer.getvalue())
+    return value
+
+
 def cached(name: str, config: dict, compute: Callable[[], Any], modules: Sequence[ModuleType] = ()) -> Any:
     """Return `compute()`, cached on disk under `cache_dir()` by `name` and `config_key(config, modules)`.
 
     `modules` are the ibutils modules whose code the value depends on. The value must be
-    picklable by `torch.save` (tensors, arrays, dicts, dataclasses). Writes are atomic, so an
-    interrupted run never leaves a half entry.
+    picklable by `torch.save` (tensors, arrays, dicts, dataclasses) and not None. Writes are
+    atomic, so an interrupted run never leaves a half entry.
     """
-    path = cache_dir() / f"{name}-{config_key(config, modules)}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=False)
-    value = compute()
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    _atomic_write(path, buffer.getvalue())
-    return value
+    value = lookup(name, config, modules)
+    return value if value is not None else store(name, config, compute(), modules)
 
 
 _PROVENANCE_SHOWN = ("wall_time_s", "device", "seeds", "python", "torch", "numpy", "ibutils", "git_commit",

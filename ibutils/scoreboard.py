@@ -14,6 +14,7 @@ from __future__ import annotations
 import html as _html
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -54,12 +55,23 @@ class Row:
     profile: str | None = None
 
 
+_CHAPTER_STEM = re.compile(r"(\d+[a-z]?)_(.+)")
+
+
+def split_name(stem: str) -> tuple[str, str] | None:
+    """A chapter notebook's stem as (number, id): `01_tanh_vs_relu` -> ("01", "tanh_vs_relu"),
+    a sibling chapter `01b_mnist_kde` -> ("01b", "mnist_kde"); None for any other name."""
+    match = _CHAPTER_STEM.fullmatch(stem)
+    return (match[1], match[2]) if match else None
+
+
 def chapter(notebook: Path | str) -> Chapter:
-    """Describe the chapter notebook `book/NN_<id>.ipynb`; its title is its first `# ` heading."""
+    """Describe the chapter notebook `book/NN_<id>.ipynb` (or `NNx_<id>`); its title is its first `# ` heading."""
     notebook = Path(notebook)
-    number, sep, cid = notebook.stem.partition("_")
-    if not (sep and number.isdigit() and cid):
+    parts = split_name(notebook.stem)
+    if parts is None:
         raise ValueError(f"notebook: chapter notebooks are named NN_<chapter-id>.ipynb, got {notebook.name!r}")
+    number, cid = parts
     title = cid.replace("_", " ")
     try:
         cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])

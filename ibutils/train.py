@@ -1,9 +1,10 @@
 """A vectorised ensemble trainer: S seeds of the same small MLP trained at once.
 
 All models' parameters live in one flat buffer, layer-major, so layer l's weights are a
-contiguous `[S, fan_in, fan_out]` view. A training step is a handful of batched matmuls
-(`torch.bmm`) with a hand-written backward pass and a fused Adam/SGD update over the whole
-buffer: the Python overhead per step is independent of S.
+contiguous `[S, fan_out, fan_in]` view. A training step is a handful of batched matmuls
+(NumPy's BLAS on the CPU, `torch.matmul` elsewhere) with a hand-written backward pass, written
+into buffers kept between steps, and an Adam/SGD update over the whole buffer: the Python
+overhead per step is independent of S.
 
 Seed `s` of an ensemble gets its own random generator for the initial weights and the
 per-epoch shuffles, so its run does not depend on which other seeds train alongside it.
@@ -49,22 +50,29 @@ def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def _derivative(name: str, h: torch.Tensor) -> torch.Tensor | None:
-    """f'(z) written in terms of h = f(z), so the forward pass need not keep z.
-
-    None means the derivative is 1 (linear).
-    """
-    if name == "tanh":
-        return 1 - h * h
+def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Multiply `dz` in place by f'(z), written in terms of h = f(z) (the forward pass keeps no z)."""
+    if name == "tanh":  # the fused kernels autograd uses: dz * (1 - h^2), dz * [h > 0], dz * h (1 - h)
+        return torch.ops.aten.tanh_backward.grad_input(dz, h, grad_input=dz)
     if name == "relu":
-        return (h > 0).to(h.dtype)
-    if name == "softsign":
-        return (1 - h.abs()).square()
-    if name == "softplus":
-        return -torch.expm1(-h)
+        return torch.ops.aten.threshold_backward.grad_input(dz, h, 0, grad_input=dz)
     if name == "sigmoid":
-        return h * (1 - h)
-    return None
+        return torch.ops.aten.sigmoid_backward.grad_input(dz, h, grad_input=dz)
+    if name == "softsign":
+        return dz.mul_((1 - h.abs()).square_())
+    if name == "softplus":
+        return dz.mul_(torch.expm1(-h).neg_())
+    return dz
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """`torch.matmul(a, b, out=out)` for the batched `[S, m, k] @ [S, k, n]` products of the MLPs."""
+    if a.device.type == "cpu":
+        # NumPy's BLAS runs these tiny batched products about 3x faster than torch.bmm on the
+        # CPUs we measured (see benchmarks/RESULTS.md); both accept strided (transposed) views
+        result = np.matmul(a.numpy(), b.numpy(), out=None if out is None else out.numpy())
+        return torch.from_numpy(result) if out is None else out
+    return torch.matmul(a, b, out=out)
 
 
 def log_spaced_epochs(epochs: int, n: int) -> np.ndarray:
@@ -141,6 +149,7 @@ class Ensemble:
         n = len(sizes) - 1
         self.weights, self.biases = views[:n], views[n:]
         self.weight_grads, self.bias_grads = grads[:n], grads[n:]
+        self._workspace: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
     def initialise(self, seeds: Sequence[int], scheme: str = "fan_in") -> "Ensemble":
         """Draw every model's weights from its own generator, seeded by `seeds[s]`; zero biases."""
@@ -163,14 +172,24 @@ class Ensemble:
                 w[s].copy_(sample)
         return self
 
-    def _forward(self, h: torch.Tensor) -> list[torch.Tensor]:
-        """Layer activations `[S, units, n]` for inputs `h`, `[S, d, n]` or shared `[d, n]`."""
-        out = []
+    def _forward(self, h: torch.Tensor, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Layer activations `[S, units, n]` for inputs `h`, `[S, d, n]` or shared `[d, n]`,
+        written into `out` (one buffer per layer, but the softmax output) when given."""
+        acts = []
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(b, w, h) if h.dim() == 3 else torch.matmul(w, h).add_(b)
+            z = _matmul(w, h, out=None if out is None else out[l]).add_(b)
             h = torch.softmax(z, 1) if l == len(self.weights) - 1 else _activate_(self.activation, z)
-            out.append(h)
-        return out
+            acts.append(h)
+        return acts
+
+    def _buffers(self, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per-layer `[S, width, n]` buffers for the activations and their gradients, kept per n:
+        a training step then allocates almost nothing (allocations of these sizes cost more
+        than the arithmetic on them on the CPUs we measured)."""
+        if n not in self._workspace:
+            self._workspace[n] = tuple([torch.empty(self.n_models, w, n, device=self.device, dtype=self.params.dtype)
+                                        for w in self.sizes[1:]] for _ in range(2))
+        return self._workspace[n]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Activations of every layer for inputs `x`, `[N, d]` shared by all models.
@@ -180,28 +199,62 @@ class Ensemble:
         """
         return [h.transpose(1, 2) for h in self._forward(x.T)]
 
+    def _backward(self, x: torch.Tensor, onehot: torch.Tensor,
+                  visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> None:
+        """`backward`, calling `visit(l, dz, h)` at each layer l with the gradient of the mean loss
+        with respect to its net input, dz `[S, fan_out, B]`, and its input h `[S, fan_in, B]`
+        (buffers that the next call overwrites)."""
+        n = x.shape[2]
+        acts, grads = self._buffers(n)
+        hs = [x, *self._forward(x, acts)]
+        dz = torch.sub(hs[-1], onehot, out=grads[-1]).mul_(1.0 / n)
+        for l in range(len(self.weights) - 1, -1, -1):
+            _matmul(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
+            torch.sum(dz, dim=2, keepdim=True, out=self.bias_grads[l])
+            if visit is not None:
+                visit(l, dz, hs[l])
+            if l:
+                dz = _matmul(self.weights[l].transpose(1, 2), dz, out=grads[l - 1])
+                _backprop_(self.activation, dz, hs[l])
+
     def backward(self, x: torch.Tensor, onehot: torch.Tensor, per_sample: bool = False) -> list[torch.Tensor] | None:
         """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.
 
         `x` is `[S, d, B]`, `onehot` is `[S, classes, B]` (samples innermost).
         With `per_sample=True` also return, per layer, the weight gradient of each sample's
-        own loss, `[S, B, fan_out, fan_in]` (their mean is `weight_grads[l]`).
+        own loss, `[S, B, fan_out, fan_in]` (their mean is `weight_grads[l]`);
+        `per_sample_moments` gives their mean and spread without holding them all.
         """
-        hs = [x, *self._forward(x)]
-        n = x.shape[2]
-        dz = (hs[-1] - onehot).mul_(1.0 / n)
+        if not per_sample:
+            return self._backward(x, onehot)
         samples = [None] * len(self.weights)
-        for l in range(len(self.weights) - 1, -1, -1):
-            torch.bmm(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
-            torch.sum(dz, dim=2, keepdim=True, out=self.bias_grads[l])
-            if per_sample:
-                samples[l] = torch.einsum("sob,sib->sboi", dz, hs[l]) * n
-            if l:
-                dz = torch.bmm(self.weights[l].transpose(1, 2), dz)
-                deriv = _derivative(self.activation, hs[l])
-                if deriv is not None:
-                    dz.mul_(deriv)
-        return samples if per_sample else None
+
+        def keep(l, dz, h):
+            samples[l] = torch.einsum("sob,sib->sboi", dz, h) * dz.shape[2]
+
+        self._backward(x, onehot, keep)
+        return samples
+
+    def per_sample_moments(self, x: torch.Tensor, onehot: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Fill `self.grad` as `backward` does and return, per layer, the mean and the sum of
+        squared deviations over the B samples of each sample's own weight gradient (the
+        gradients `backward(x, onehot, per_sample=True)` returns), each float64 `[S, fan_out * fan_in]`,
+        in the units of the gradient and its square.
+
+        From sums over the batch, without the `[S, B, fan_out, fan_in]` stack: the gradient of
+        sample b is B dz_b h_b^T, so its mean is dz h^T and its sum of squares B^2 (dz^2)(h^2)^T,
+        accumulated in float64 (the deviations' sum keeps ~1e-16 of the squares' sum).
+        """
+        moments = [None] * len(self.weights)
+
+        def accumulate(l, dz, h):
+            dz, h, n = dz.double(), h.double(), dz.shape[2]
+            mean = _matmul(dz, h.transpose(1, 2))
+            squares = _matmul(dz.square(), h.square().transpose(1, 2)).mul_(n * n)
+            moments[l] = (mean.flatten(1), squares.sub_(mean.square().mul_(n)).clamp_(min=0).flatten(1))
+
+        self._backward(x, onehot, accumulate)
+        return moments
 
     def load(self, flat: torch.Tensor) -> "Ensemble":
         self.params.copy_(flat)
@@ -218,7 +271,12 @@ def _split(flat: torch.Tensor, shapes) -> list[torch.Tensor]:
 
 
 class _Adam:
-    """Adam over a flat buffer, with PyTorch's update rule and defaults (beta 0.9/0.999, eps 1e-8)."""
+    """Adam over a flat buffer, with PyTorch's update rule and defaults (beta 0.9/0.999, eps 1e-8).
+
+    Seven elementwise passes, not `torch._fused_adam_` (~30 us less per step here): the fused
+    kernel rounds the buffer's last, non-vectorised elements differently, so a seed's run would
+    depend on how many seeds train alongside it.
+    """
 
     def __init__(self, params, grad, lr, betas=(0.9, 0.999), eps=1e-8):
         self.params, self.grad, self.lr, self.betas, self.eps = params, grad, lr, betas, eps
@@ -277,11 +335,11 @@ def _metrics(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[n
     return loss.cpu().numpy(), acc.cpu().numpy()
 
 
-def _take_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """`table[rows]` for a 2-D table and CPU int64 `rows`."""
-    if table.device.type == "cpu":  # NumPy's take is ~3x faster than index_select for narrow rows
-        return torch.from_numpy(np.take(table.numpy(), rows.numpy(), axis=0))
-    return table.index_select(0, rows.to(table.device))
+def _take_columns(table: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """`table[:, columns]` for a 2-D table and int64 `columns` on its device."""
+    if table.device.type == "cpu":
+        return torch.from_numpy(np.take(table.numpy(), columns.numpy(), axis=1))
+    return table.index_select(1, columns)
 
 
 def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
@@ -302,8 +360,9 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
     on_snapshot : hooks called as `hook(epoch, activations)` with the activations of
         every layer on all N rows of `x`, each `[S, N, width]`.
     on_batch : hooks called as `hook(epoch, net, x_batch, onehot_batch)` for every minibatch
-        of every snapshot epoch (>= 1), after the gradient is in `net.grad` and before the
-        update; batches are `[S, d, B]` and `[S, C, B]`. For gradient statistics (SPEC 2.6).
+        of every snapshot epoch, after the gradient is in `net.grad` and before the update;
+        batches are `[S, d, B]` and `[S, C, B]`. For gradient statistics (SPEC 2.6). Epoch 0
+        is one pass of (shuffled) minibatches over the initial network, without updates.
     threads : torch intra-op CPU threads while training (None: leave torch's setting). One is
         the default: these layers are so small that a second thread gained 6% on a quiet
         2-core machine and cost up to 10x on a loaded one.
@@ -339,11 +398,29 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
     opt = (_Adam if config.optimizer == "adam" else _SGD)(net.params, net.grad, config.lr)
     onehot = torch.nn.functional.one_hot(y, n_classes).float()
     d = x.shape[1]
-    table = torch.cat([x, onehot], 1)[train_idx]  # [S, n_train, d + C]: inputs and targets
-    offsets = (torch.arange(n_seeds) * n_train).unsqueeze(1)
+    # [d + C, N]: inputs and targets, small enough to stay in cache; each epoch gathers its
+    # columns into [S, d + C, n_train], samples innermost as Ensemble.backward wants them
+    table = torch.cat([x, onehot], 1).T.contiguous()
     batch = n_train if config.batch_size is None else min(config.batch_size, n_train)
     shuffle = batch < n_train
     generators = [torch.Generator().manual_seed(s + 1_000_003) for s in seeds]
+
+    def gather(rows: torch.Tensor) -> torch.Tensor:
+        """The table's columns for each seed's `rows` `[S, n_train]`, as `[S, d + C, n_train]`."""
+        return _take_columns(table, rows.reshape(-1)).view(-1, n_seeds, n_train).transpose(0, 1)
+
+    def shuffled(gens: list[torch.Generator]) -> torch.Tensor:
+        """Each seed's training rows in a fresh random order drawn from its generator, gathered."""
+        order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+        return gather(torch.gather(train_idx, 1, order.to(device)))
+
+    def minibatches(epoch_table: torch.Tensor):
+        """Consecutive (inputs `[S, d, B]`, one-hot targets `[S, C, B]`) of an epoch's table."""
+        for start in range(0, n_train, batch):
+            chunk = epoch_table[:, :, start:start + batch]
+            yield chunk[:, :d], chunk[:, d:]
+
+    epoch_table = gather(train_idx)
 
     snap_epochs = config.snapshot_epochs()
     record = {key: [] for key in ("train_loss", "train_acc", "test_loss", "test_acc")}
@@ -361,20 +438,21 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         for hook in on_snapshot:
             hook(epoch, acts)
 
+    if on_batch:  # the initial network: one pass of minibatches without updates, for the hooks
+        # its own generators, so the training shuffles do not depend on whether hooks are given
+        initial = [torch.Generator().manual_seed(s + 2_000_003) for s in seeds]
+        for x_batch, onehot_batch in minibatches(shuffled(initial) if shuffle else epoch_table):
+            net.backward(x_batch, onehot_batch)
+            for hook in on_batch:
+                hook(0, net, x_batch, onehot_batch)
     snapshot(0)
     next_snap = 1
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
                       disable=not progress, mininterval=1.0):
         if shuffle:
-            rows = torch.stack([torch.randperm(n_train, generator=g) for g in generators]) + offsets
-            epoch_table = _take_rows(table.view(-1, table.shape[-1]), rows.view(-1)).view(table.shape)
-        else:
-            epoch_table = table
+            epoch_table = shuffled(generators)
         at_snapshot = next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]
-        for start in range(0, n_train, batch):
-            # transposed views: samples innermost, as Ensemble.backward expects
-            chunk = epoch_table[:, start:start + batch].transpose(1, 2)
-            x_batch, onehot_batch = chunk[:, :d], chunk[:, d:]
+        for x_batch, onehot_batch in minibatches(epoch_table):
             net.backward(x_batch, onehot_batch)
             for hook in on_batch if at_snapshot else ():
                 hook(epoch, net, x_batch, onehot_batch)

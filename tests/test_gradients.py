@@ -147,10 +147,12 @@ def test_recorder_during_full_batch_training_matches_a_sample_by_sample_loop():
     run = train.train(x, y, train_idx, test_idx, config, seeds, on_batch=[recorder.on_batch],
                       on_snapshot=[recorder.on_snapshot], progress=False)
     record = recorder.trajectory()
-    np.testing.assert_array_equal(record.epochs, run.epochs[1:])
-    assert record.snr.shape == (2, len(run.epochs) - 1, 3)
+    np.testing.assert_array_equal(record.epochs, run.epochs)  # epoch 0 too: a pass without updates
+    assert record.snr.shape == (2, len(run.epochs), 3)
+    # full batch: epoch 0's pass and epoch 1's step both take their gradients at the initial weights
+    np.testing.assert_allclose(record.snr[:, 0], record.snr[:, 1], rtol=1e-6)
 
-    # epoch 1's gradients are taken at the initial weights: redo them one sample at a time
+    # epoch 0's gradients are taken at the initial weights: redo them one sample at a time
     net = run.ensemble(0, device="cpu")
     xt = torch.as_tensor(x, dtype=torch.float32)
     onehot = torch.nn.functional.one_hot(torch.as_tensor(y), 2).float()
@@ -184,7 +186,7 @@ def test_tishby_net_records_gradient_statistics_only_when_asked(tmp_path, monkey
     assert len(list(tmp_path.iterdir())) == 2  # its own cache entry, and the plain one is untouched
     g = with_stats.gradient_stats
     assert g.mode == "sample" and g.snr.shape == (2, len(g.epochs), 3)
-    np.testing.assert_array_equal(g.epochs, with_stats.run.epochs[1:])
+    np.testing.assert_array_equal(g.epochs, with_stats.run.epochs)
     # recording (here: recomputing each batch's per-sample gradients) does not change training
     np.testing.assert_array_equal(with_stats.run.train_loss, plain.run.train_loss)
     series = with_stats.series()

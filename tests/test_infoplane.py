@@ -105,3 +105,38 @@ def test_largest_drop_along_any_axis():
     np.testing.assert_allclose(infoplane.largest_drop(v.T), [0.5, 3.0])
     with pytest.raises(ValueError, match="values"):
         infoplane.largest_drop(np.zeros((0, 2)))
+
+
+def assert_same_results(a, b):
+    assert a.run.seeds == b.run.seeds
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        np.testing.assert_array_equal(getattr(a.run, name), getattr(b.run, name))
+    for name in ("i_xt", "i_ty", "value_range"):
+        np.testing.assert_array_equal(getattr(a.plane, name), getattr(b.plane, name))
+    for x, y in zip(a.plane.hist + a.plane.hist_edges, b.plane.hist + b.plane.hist_edges):
+        np.testing.assert_array_equal(x, y)
+    for name in ("mean", "std", "snr", "weight_norm"):
+        np.testing.assert_array_equal(getattr(a.gradient_stats, name), getattr(b.gradient_stats, name))
+
+
+def test_tishby_nets_in_worker_processes_equal_one_process(tmp_path, monkeypatch):
+    from ibutils import experiments
+
+    configs = {a: train.TrainConfig(activation=a, epochs=6, snapshots=4, batch_size=300) for a in ("tanh", "relu")}
+    kwargs = {"train_fraction": 0.5, "gradient_stats": "minibatch", "progress": False}  # last batch: 248
+    seeds = [4, 0, 9]
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "one"))
+    one = experiments.tishby_nets(configs, seeds, workers=1, **kwargs)
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "two"))
+    two = experiments.tishby_nets(configs, seeds, workers=2, **kwargs)  # one process per configuration
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "split"))
+    split = experiments.tishby_net(configs["relu"], seeds, workers=2, **kwargs)  # seeds [4, 0] and [9]
+    for name in configs:
+        assert_same_results(two[name], one[name])
+    assert_same_results(split, one["relu"])
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "two"))
+    again = experiments.tishby_nets(configs, seeds, workers=2, **kwargs)  # from the cache
+    assert_same_results(again["tanh"], one["tanh"])
+    assert len(list((tmp_path / "two").iterdir())) == 2
+    with pytest.raises(ValueError, match="workers"):
+        experiments.tishby_net(configs["tanh"], [0], workers=0, **kwargs)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibutils.mi import MI, KDEBounds, bin_codes, binned, binned_floor, discrete, entropy, kde
+from ibutils.mi import MI, KDEBounds, bin_codes, binned, binned_floor, discrete, entropy, kde, kde_sweep
 
 
 def all_patterns(n_bits):
@@ -135,6 +135,64 @@ def test_bin_codes_follow_numpy_histogram():
     assert codes[-201] == 29  # the top edge 1.0 is in the last bin (closed)
     outside_and_ends = np.array([[-1.5], [-1.0], [1.0], [7.0]])
     np.testing.assert_array_equal(bin_codes(outside_and_ends, 30)[:, 0].numpy(), [0, 0, 29, 29])
+
+
+def reference_codes(values, edges):
+    """np.histogram's bin of each value, compared in float64: the semantics `bin_codes` promises."""
+    return np.clip(np.searchsorted(edges, np.asarray(values, np.float64), side="right") - 1, 0, len(edges) - 2)
+
+
+def at_and_next_to(edges, dtype):
+    """Every edge, rounded to `dtype`, its three neighbours on each side in `dtype`, and random
+    values around the range: where arithmetic binning goes wrong if it is not exact."""
+    with np.errstate(over="ignore"):  # float16 cannot hold the huge range: those values are dropped
+        rounded = np.asarray(edges).astype(dtype)
+        values, up, down = [rounded], rounded, rounded
+        for _ in range(3):
+            up, down = np.nextafter(up, dtype(np.inf)), np.nextafter(down, dtype(-np.inf))
+            values += [up, down]
+        span = edges[-1] - edges[0]
+        values.append(np.random.default_rng(12).uniform(edges[0] - span / 5, edges[-1] + span / 5, 500).astype(dtype))
+    values = np.concatenate(values)
+    return values[np.isfinite(values)]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize(
+    "bins, value_range",
+    [(30, (-1.0, 1.0)), (29, (-1.0, 1.0)), (100, (0.0, 41.77)), (17, (-3.7, 1e-3)), (1000, (-5.5, 1234.5)),
+     (1, (-1.0, 1.0)), (10, (1.0, 1.0 + 1e-6)), (5, (0.0, 1e-30)), (3, (-1e30, 1e30))],
+    ids=["tanh", "29", "relu", "offset", "1000", "one-bin", "narrow", "tiny", "huge"],
+)
+def test_bin_codes_are_exact_at_and_next_to_every_edge(dtype, bins, value_range):
+    edges = np.linspace(*value_range, bins + 1)
+    values = at_and_next_to(edges, dtype)[:, None]
+    expected = reference_codes(values, edges)
+    np.testing.assert_array_equal(bin_codes(values, bins, value_range).numpy(), expected)
+    np.testing.assert_array_equal(bin_codes(values, edges).numpy(), expected)
+
+
+def test_per_run_ranges_are_exact_at_their_own_edges():
+    lo, hi = np.array([-0.1, 0.0, 0.3]), np.array([8.7, 5.0, 1.2])
+    values = [at_and_next_to(np.linspace(a, b, 101), np.float32)[:1200] for a, b in zip(lo, hi)]
+    t = np.stack(values)[:, :, None]  # [runs, samples, 1]
+    codes = bin_codes(t, 100, (lo, hi)).numpy()
+    for run, (a, b) in enumerate(zip(lo, hi)):
+        np.testing.assert_array_equal(codes[run], reference_codes(t[run], np.linspace(a, b, 101)))
+
+
+def test_binned_equals_per_layer_np_unique_on_random_layers():
+    rng = np.random.default_rng(13)
+    gain = np.geomspace(0.3, 30, 4)[None, :, None, None]  # from spread out to saturated, as in training
+    t = np.tanh(gain * rng.normal(size=(3, 4, 500, 6))).astype(np.float32)
+    t[0, 0, :40] = np.linspace(-1, 1, 31)[rng.integers(0, 31, size=(40, 6))]  # values on the edges
+    y = rng.integers(0, 3, size=500)
+    lo = np.array([-1.0, -0.8, -1.2])[:, None]
+    result = binned(t, y, 30, (lo, 1.0))
+    for run, snapshot in np.ndindex(3, 4):
+        codes = reference_codes(t[run, snapshot], np.linspace(lo[run, 0], 1.0, 31))
+        expected = reference_mi(codes, y)
+        assert (result.i_xt[run, snapshot], result.i_ty[run, snapshot]) == pytest.approx(expected, abs=1e-12)
 
 
 def test_explicit_edges_give_the_same_codes_as_int_bins():
@@ -275,3 +333,31 @@ Y = np.array([0, 1, 0, 1])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_kde_sweep_equals_kde_at_each_noise_variance():
+    rng = np.random.default_rng(7)
+    t, y = rng.normal(size=(90, 4)), rng.integers(0, 3, 90)
+    variances = [1e-3, 0.05, 0.1, 2.0]
+    for v, bounds in zip(variances, kde_sweep(t, y, variances, chunk_size=13)):
+        expected = reference_kde(t, y, v)
+        assert np.allclose([*bounds.upper, *bounds.lower], [*expected.upper, *expected.lower], atol=1e-10)
+
+
+def test_kde_sweep_keeps_classes_apart_whatever_their_order():
+    """Samples are sorted by class inside; labels given in any order must give the same numbers."""
+    rng = np.random.default_rng(8)
+    t, y = rng.normal(size=(60, 3)), rng.integers(0, 4, 60)
+    order = rng.permutation(60)
+
+    def numbers(bounds):
+        return [*bounds.upper, *bounds.lower]
+
+    assert numbers(kde(t, y)) == pytest.approx(numbers(kde(t[order], y[order])), abs=1e-12)
+    assert numbers(kde(t, y)) != pytest.approx(numbers(kde(t, rng.permutation(y))), abs=1e-3)
+
+
+@pytest.mark.parametrize("noise_vars", [[], 0.1, "0.1", [[0.1]], [0.1, -1.0]])
+def test_kde_sweep_refuses_bad_noise_vars(noise_vars):
+    with pytest.raises(ValueError, match="noise_var"):
+        kde_sweep(np.zeros((4, 2)), [0, 1, 0, 1], noise_vars)

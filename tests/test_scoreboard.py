@@ -45,6 +45,24 @@ def test_chapter_reads_number_id_and_first_heading(book):
     assert scoreboard.chapter(nbs[1]).title == "toy"  # no heading: the id, readable
 
 
+@pytest.mark.parametrize("stem, parts", [
+    ("01_tanh_vs_relu", ("01", "tanh_vs_relu")),
+    ("01b_mnist_kde", ("01b", "mnist_kde")),
+    ("12_x", ("12", "x")),
+    ("intro", None),
+    ("b1_x", None),
+    ("01_", None),
+])
+def test_split_name_reads_chapter_and_sibling_chapter_names(stem, parts):
+    assert scoreboard.split_name(stem) == parts
+
+
+def test_execute_names_results_by_the_same_rule():
+    from ibutils import execute
+    assert execute.chapter_id("book/01b_mnist_kde.ipynb") == "mnist_kde"
+    assert execute.chapter_id("book/references") == "references"
+
+
 def test_chapter_refuses_a_badly_named_notebook(tmp_path):
     with pytest.raises(ValueError, match="notebook"):
         scoreboard.chapter(_notebook(tmp_path, "intro.ipynb"))

@@ -151,6 +151,24 @@ def test_batch_hooks_run_in_snapshot_epochs_only(tishby):
     config = train.TrainConfig(epochs=6, snapshots=3, batch_size=1024)
     train.train(x, y, train_idx, test_idx, config, [0], device="cpu", progress=False,
                 on_batch=[lambda epoch, net, xb, yb: calls.append((epoch, xb.shape[-1]))])
-    snaps = [int(e) for e in config.snapshot_epochs() if e > 0]
-    assert sorted({e for e, _ in calls}) == snaps
-    assert [b for e, b in calls if e == snaps[0]] == [1024, 1024, 1024, 205]
+    snaps = [int(e) for e in config.snapshot_epochs()]  # 0 included: one pass over the initial network
+    assert snaps[0] == 0 and sorted({e for e, _ in calls}) == snaps
+    for epoch in snaps[:2]:
+        assert [b for e, b in calls if e == epoch] == [1024, 1024, 1024, 205]
+
+
+def test_per_sample_moments_match_the_per_sample_gradients():
+    torch.manual_seed(1)
+    net = train.Ensemble(SIZES, 3, "tanh", device="cpu").initialise([0, 1, 2])
+    net.params.add_(0.3 * torch.randn_like(net.params))
+    x = torch.randn(3, 12, 40)
+    onehot = torch.nn.functional.one_hot(torch.randint(0, 2, (3, 40)), 2).float().transpose(1, 2)
+    per_sample = net.backward(x, onehot, per_sample=True)
+    grad = net.grad.clone()
+    moments = net.per_sample_moments(x, onehot)
+    torch.testing.assert_close(net.grad, grad, rtol=0, atol=0)
+    for samples, (mean, m2) in zip(per_sample, moments):
+        g = samples.double().flatten(2)  # [S, B, D]
+        assert mean.dtype == m2.dtype == torch.float64 and mean.shape == g[:, 0].shape
+        torch.testing.assert_close(mean, g.mean(1), rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(m2, (g - g.mean(1, keepdim=True)).square().sum(1), rtol=1e-5, atol=1e-9)

@@ -1,0 +1,91 @@
+"""Straightforward reference implementations that `run.py` times ours against and checks ours with.
+
+Each is the textbook way to do the job, one seed or one layer at a time: an `nn.Sequential`
+with `torch.optim.Adam` per seed, its forward pass layer by layer, binning with
+`np.searchsorted` and `np.unique(axis=0)` per layer (SPEC 2.1), and the KDE estimates by NumPy
+broadcasting over all pairs at once (SPEC 2.2). All information is in bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ibutils import train
+
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+
+
+def sequential(net: train.Ensemble, seed: int) -> torch.nn.Sequential:
+    """Model `seed` of an ensemble as an `nn.Sequential` of Linear layers and activations (logits out)."""
+    layers = []
+    for w, b in zip(net.weights, net.biases):
+        linear = torch.nn.Linear(w.shape[2], w.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(w[seed])
+            linear.bias.copy_(b[seed, :, 0])
+        layers += [linear, ACTIVATIONS[net.activation]()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def train_seed(model: torch.nn.Sequential, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
+               config: train.TrainConfig) -> None:
+    """`config.epochs` epochs of Adam on the rows `rows` of (x, y): a fresh shuffle every epoch,
+    minibatches of `config.batch_size` (None: the whole set, in order)."""
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    batch = config.batch_size or len(rows)
+    for _ in range(config.epochs):
+        order = rows if config.batch_size is None else rows[torch.randperm(len(rows))]
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def activations(model: torch.nn.Sequential, x: torch.Tensor) -> list[np.ndarray]:
+    """Every layer's activity on `x` `[N, d]`: the hidden layers, then the softmax output, each `[N, width]`."""
+    values, h = [], x
+    with torch.no_grad():
+        for module in model:
+            h = module(h)
+            if not isinstance(module, torch.nn.Linear):
+                values.append(h.numpy())
+        values.append(torch.softmax(h, 1).numpy())
+    return values
+
+
+def row_entropy(codes: np.ndarray) -> float:
+    """Plug-in entropy in bits of the rows of a 2-D array, one symbol per distinct row."""
+    p = np.unique(codes, axis=0, return_counts=True)[1] / len(codes)
+    return float(-(p * np.log2(p)).sum())
+
+
+def binned(t: np.ndarray, y: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
+    """I(X;T) and I(T;Y) of one layer `t` `[N, width]` binned on `edges` (np.histogram's bins):
+    H(T), and H(T) - sum_l p_l H(T | Y = l)."""
+    codes = np.clip(np.searchsorted(edges, t.astype(np.float64), side="right") - 1, 0, len(edges) - 2)
+    h_t = row_entropy(codes)
+    return h_t, h_t - sum(np.mean(y == label) * row_entropy(codes[y == label]) for label in np.unique(y))
+
+
+def kde(t: np.ndarray, y: np.ndarray, noise_var: float) -> list[tuple[float, float]]:
+    """[(I(X;T), I(T;Y)) upper, (...) lower] by the pairwise-KL and Bhattacharyya kernels, in float64."""
+    dist = sum((t[:, None, k] - t[None, :, k]) ** 2 for k in range(t.shape[1]))
+
+    def mixture_entropy(exponent):  # -(1/N) sum_i log((1/N) sum_j exp(exponent_ij)), stable
+        peak = exponent.max(axis=1, keepdims=True)
+        return -np.mean(peak[:, 0] + np.log(np.mean(np.exp(exponent - peak), axis=1)))
+
+    bounds = []
+    for denominator in (2 * noise_var, 8 * noise_var):
+        h_t = mixture_entropy(-dist / denominator)
+        h_t_given_y = sum(
+            np.mean(y == label) * mixture_entropy(-dist[np.ix_(y == label, y == label)] / denominator)
+            for label in np.unique(y)
+        )
+        bounds.append((h_t / math.log(2), (h_t - h_t_given_y) / math.log(2)))
+    return bounds

@@ -1,0 +1,271 @@
+"""Chapter-1 performance (issue 9): ours against straightforward per-seed and per-layer code.
+
+    python benchmarks/run.py                       # the table, full sizes (about 2 minutes)
+    python benchmarks/run.py --smoke               # tiny sizes, for CI: ours and the baselines agree
+    python benchmarks/run.py --profile             # where a short pipeline spends its time (cProfile)
+    python benchmarks/run.py --chapter --workers 2 # chapter 1 at paper scale, run for real: wall, peak RSS
+
+The table has one row per component: our time, the baseline's (`baselines.py`: an
+`nn.Sequential` + `torch.optim.Adam` per seed, a per-seed forward pass, `np.unique(axis=0)`
+binning per layer, NumPy-broadcast KDE), their ratio, and both extrapolated to the paper's
+scale: 2 activations x 50 seeds x 10,000 epochs (13 minibatches of 256 each) with MI at the
+218 distinct log-spaced snapshot epochs that `snapshots=300` gives. The table is measured in
+this one process on one CPU thread; pin it to a core (`taskset -c 1 ...`) for steadier numbers. Times are the best of `--repeats` runs
+(baselines: one run, on fewer seeds, scaled to 50). Each row also checks that ours and the
+baseline agree (exits non-zero if not); nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import math
+import os
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+import baselines
+from ibutils import data, experiments, infoplane, mi, train
+
+FULL = dict(seeds=50, epochs=30, base_seeds=3, base_epochs=4, kde_small=(4096, 10), kde_large=(10_000, 1024))
+SMOKE = dict(seeds=3, epochs=2, base_seeds=2, base_epochs=1, kde_small=(256, 10), kde_large=(512, 64))
+PAPER_SEEDS, PAPER_EPOCHS = 50, 10_000
+PAPER_SNAPSHOTS = len(train.log_spaced_epochs(PAPER_EPOCHS, 300))
+NOISE_VAR = 0.1
+
+
+def best(fn, repeats: int):
+    """(result, best wall time in s) over `repeats` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return result, min(times)
+
+
+class Table:
+    """Rows of timings in seconds, their extrapolation to the paper's scale, and the agreement checks."""
+
+    def __init__(self):
+        self.rows, self.failed = [], []
+
+    def add(self, name, ours, base=None, scale=None, difference=None, tolerance=None):
+        """`ours`, `base`: seconds for one unit of work; `scale`: units in the paper-scale chapter-1
+        pipeline (None: not part of it); `difference` between ours and the baseline must be <= `tolerance`."""
+        paper = (ours * scale, base * scale) if scale else (None, None)
+        self.rows.append((name, ours, base, *paper, difference))
+        if tolerance is not None and not difference <= tolerance:
+            self.failed.append(f"{name}: difference {difference:.2e} > {tolerance:.0e}")
+
+    def add_total(self, name):
+        """A row summing the paper-scale times of the rows above."""
+        ours = sum(row[3] for row in self.rows if row[3] is not None)
+        base = sum(row[4] for row in self.rows if row[4] is not None)
+        self.rows.append((name, None, None, ours, base, None))
+
+    def print(self):
+        print(f"{'component':<44}{'ours ms':>10}{'base ms':>11}{'ratio':>8}{'paper ours':>12}{'paper base':>12}"
+              f"{'max diff':>10}")
+        for name, ours, base, paper_ours, paper_base, difference in self.rows:
+            cells = [f"{1e3 * ours:>10.2f}" if ours else " " * 10, f"{1e3 * base:>11.1f}" if base else " " * 11]
+            ratio = base / ours if ours and base else paper_base / paper_ours if paper_ours and paper_base else None
+            cells.append(f"{ratio:>8.1f}" if ratio else " " * 8)
+            cells += [f"{_duration(t):>12}" if t is not None else " " * 12 for t in (paper_ours, paper_base)]
+            cells.append(f"{difference:>10.0e}" if difference is not None else "")
+            print(f"{name:<44}" + "".join(cells))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def steps_per_epoch(n_train: int, config: train.TrainConfig) -> int:
+    return math.ceil(n_train / config.batch_size)
+
+
+def training_rows(table, x, y, size, repeats):
+    """Time a minibatch step of every seed at once, and the baseline's per-seed steps; return the
+    trained runs (their last snapshot feeds the binning rows)."""
+    runs = {}
+    for activation in ("tanh", "relu"):
+        seeds = list(range(size["seeds"]))
+        train_idx, test_idx = data.train_test_split(len(x), seeds)
+        config = train.TrainConfig(activation=activation, epochs=size["epochs"], snapshots=2)
+        steps = steps_per_epoch(train_idx.shape[1], config)
+        run, ours = best(lambda: train.train(x, y, train_idx, test_idx, config, seeds, device="cpu", progress=False),
+                         repeats)
+        runs[activation] = run
+
+        base_seeds = seeds[:size["base_seeds"]]
+        base_config = train.TrainConfig(activation=activation, epochs=size["base_epochs"])
+        initial = train.Ensemble(run.sizes, len(base_seeds), activation, device="cpu").initialise(base_seeds)
+        xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+        warm_up = replace(base_config, epochs=1)
+        baselines.train_seed(baselines.sequential(initial, 0), xt, yt, torch.as_tensor(train_idx[0]), warm_up)
+        start = time.perf_counter()
+        for s in range(len(base_seeds)):
+            baselines.train_seed(baselines.sequential(initial, s), xt, yt, torch.as_tensor(train_idx[s]), base_config)
+        base = (time.perf_counter() - start) / (len(base_seeds) * base_config.epochs) * len(seeds)
+        table.add(f"training step, {activation}, {len(seeds)} seeds", ours / (config.epochs * steps), base / steps,
+                  PAPER_EPOCHS * steps * PAPER_SEEDS / len(seeds), _training_difference(x, y, activation), 1e-5)
+    return runs
+
+
+def _training_difference(x, y, activation) -> float:
+    """Largest weight difference after 3 full-batch Adam steps from the same start: ours vs baseline."""
+    seeds = [0, 1]
+    train_idx, test_idx = data.train_test_split(len(x), seeds)
+    config = train.TrainConfig(activation=activation, epochs=3, batch_size=None, snapshots=2)
+    ours = train.train(x, y, train_idx, test_idx, config, seeds, device="cpu", progress=False).ensemble(-1)
+    initial = train.Ensemble(ours.sizes, len(seeds), activation, device="cpu").initialise(seeds)
+    difference = 0.0
+    for s in seeds:
+        model = baselines.sequential(initial, s)
+        baselines.train_seed(model, torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(train_idx[s]), config)
+        for w, linear in zip(ours.weights, model[::2]):
+            difference = max(difference, (w[s] - linear.weight).abs().max().item())
+    return difference
+
+
+def forward_row(table, x, run, size, repeats):
+    """One snapshot's activations of every layer on all N inputs, every seed; returns them `[S, N, width]`."""
+    net = run.ensemble(-1, device="cpu")
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    acts, ours = best(lambda: net.forward(xt), repeats)
+    base_seeds = range(size["base_seeds"])
+    start = time.perf_counter()
+    reference = [baselines.activations(baselines.sequential(net, s), xt) for s in base_seeds]
+    base = (time.perf_counter() - start) / len(base_seeds) * len(run.seeds)
+    difference = max(np.abs(a[s].numpy() - r).max() for s in base_seeds for a, r in zip(acts, reference[s]))
+    # the trainer's snapshot for the metrics (2 activations), the binning (2), the ReLU range pass (1)
+    table.add(f"snapshot forward, {len(run.seeds)} seeds x {len(x)} inputs", ours, base,
+              5 * PAPER_SNAPSHOTS * PAPER_SEEDS / len(run.seeds), difference, 1e-5)
+    return acts
+
+
+def binning_row(table, acts, y, activation, repeats):
+    """Binned I(X;T), I(T;Y) of every layer of every seed at one snapshot: batched vs per layer."""
+    n_seeds = len(acts[0])
+    fixed = (30, np.full(n_seeds, -1.0), np.full(n_seeds, 1.0))
+    if activation == "tanh":
+        hidden = fixed
+    else:  # the paper's ReLU rule, on this snapshot: 100 bins on each seed's [min, max] of hidden activity
+        hidden = (100, np.min([a.amin((1, 2)).numpy() for a in acts[:-1]], 0),
+                  np.max([a.amax((1, 2)).numpy() for a in acts[:-1]], 0))
+    layers = [(a, *(hidden if l < len(acts) - 1 else fixed)) for l, a in enumerate(acts)]
+    ours, t_ours = best(lambda: [mi.binned(a, y, bins, (lo, hi)) for a, bins, lo, hi in layers], repeats)
+    start = time.perf_counter()
+    base = [[baselines.binned(a[s].numpy(), y, np.linspace(lo[s], hi[s], bins + 1)) for s in range(n_seeds)]
+            for a, bins, lo, hi in layers]
+    t_base = time.perf_counter() - start
+    difference = max(abs(o[q][s] - b[s][q]) for o, b in zip(ours, base) for s in range(n_seeds) for q in (0, 1))
+    table.add(f"binned MI, {activation}, {n_seeds} seeds x {len(acts)} layers", t_ours, t_base,
+              PAPER_SNAPSHOTS * PAPER_SEEDS / n_seeds, difference, 1e-12)
+
+
+def kde_rows(table, size, repeats):
+    rng = np.random.default_rng(0)
+    n, d = size["kde_small"]
+    t, y = np.tanh(rng.normal(size=(n, d))), rng.integers(0, 2, size=n)
+    ours, t_ours = best(lambda: mi.kde(t, y, NOISE_VAR), repeats)
+    theirs, t_base = best(lambda: baselines.kde(t, y, NOISE_VAR), 1)
+    difference = float(np.abs(np.asarray(ours, dtype=float) - np.asarray(theirs, dtype=float)).max())
+    table.add(f"KDE, N = {n} x {d}, float64", t_ours, t_base, difference=difference, tolerance=1e-9)
+
+    n, d = size["kde_large"]
+    # low-rank tanh activity, like a wide hidden layer, so the estimate is not simply log2 N
+    t = torch.from_numpy(np.tanh(rng.normal(size=(n, 8)) @ rng.normal(size=(8, d)) * 0.02).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 10, size=n))
+    _, t_ours = best(lambda: mi.kde(t, y, NOISE_VAR), 1)
+    table.add(f"KDE, N = {n} x {d}, per snapshot-layer", t_ours)
+
+
+def table_mode(size, repeats) -> int:
+    torch.set_num_threads(1)
+    x, y = data.tishby()
+    print(f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} torch thread, "
+          f"CPU affinity {sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}; "
+          f"paper scale: 2 activations x {PAPER_SEEDS} seeds x {PAPER_EPOCHS:,} epochs, {PAPER_SNAPSHOTS} snapshots\n")
+    table = Table()
+    runs = training_rows(table, x, y, size, repeats)
+    binning_row(table, forward_row(table, x, runs["tanh"], size, repeats), y, "tanh", repeats)
+    binning_row(table, runs["relu"].ensemble(-1).forward(torch.as_tensor(x, dtype=torch.float32)), y, "relu", repeats)
+    table.add_total("chapter 1 pipeline, one process (sum)")
+    kde_rows(table, size, repeats)
+    table.print()
+    if table.failed:
+        print("DISAGREEMENT: " + "; ".join(table.failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def profile_mode(size):
+    """cProfile of a short pipeline: training with snapshots, then `binned_plane`."""
+    torch.set_num_threads(1)
+    x, y = data.tishby()
+    seeds = list(range(size["seeds"]))
+    train_idx, test_idx = data.train_test_split(len(x), seeds)
+    config = train.TrainConfig(epochs=size["epochs"] * 10, snapshots=30)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    run = train.train(x, y, train_idx, test_idx, config, seeds, device="cpu", progress=False)
+    trained = time.perf_counter()
+    infoplane.binned_plane(run, x, y, progress=False)
+    profiler.disable()
+    done = time.perf_counter()
+    steps = config.epochs * steps_per_epoch(train_idx.shape[1], config)
+    print(f"{len(seeds)} seeds, {config.epochs} epochs ({steps} steps), {len(run.epochs)} snapshots: "
+          f"training {trained - start:.2f} s ({1e3 * (trained - start) / steps:.2f} ms/step, profiled), "
+          f"binned_plane {done - trained:.2f} s ({1e3 * (done - trained) / len(run.epochs):.1f} ms/snapshot)\n")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+def chapter_mode(workers: int | None, smoke: bool):
+    """Chapter 1's `tishby_nets` call at paper scale (or tiny with --smoke), without the cache."""
+    seeds = range(2 if smoke else PAPER_SEEDS)
+    size = dict(epochs=3, snapshots=3) if smoke else {}
+    configs = {a: train.TrainConfig(activation=a, **size) for a in ("tanh", "relu")}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["IBUTILS_CACHE_DIR"] = cache
+        nets = experiments.tishby_nets(configs, seeds, workers=workers, progress=not smoke)
+    wall = time.perf_counter() - start
+    for activation, net in nets.items():
+        print(f"{activation}: {net.seconds} (slowest worker); final seed-mean I(X;T) per layer "
+              f"{np.round(net.plane.mean()[0][-1], 3).tolist()} bits")
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    print(f"chapter 1, {len(seeds)} seeds x {configs['tanh'].epochs:,} epochs, workers={workers}: {wall:.1f} s wall; "
+          f"peak RSS {self_rss:.2f} GB this process, {child_rss:.2f} GB the largest worker process")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds), for CI")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours per row (best counts)")
+    parser.add_argument("--profile", action="store_true", help="profile a short pipeline instead of the table")
+    parser.add_argument("--chapter", action="store_true", help="run chapter 1's experiments instead of the table")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for --chapter (default: one per CPU core this process may use)")
+    args = parser.parse_args()
+    size = SMOKE if args.smoke else FULL
+    if args.chapter:
+        chapter_mode(args.workers, args.smoke)
+        return 0
+    if args.profile:
+        profile_mode(size)
+        return 0
+    return table_mode(size, 1 if args.smoke else args.repeats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
