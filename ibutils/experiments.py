@@ -34,16 +34,31 @@ def _resolve_workers(workers: int | None) -> int:
     return workers
 
 
+_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list:
     """`[fn(*args, **kwargs) for args, kwargs in calls]`, spread over up to `workers` spawned
     processes (a fresh interpreter each: no forked torch state), each on one CPU thread; in
     this process when one worker or one call."""
     if workers == 1 or len(calls) <= 1:
         return [fn(*args, **kwargs) for args, kwargs in calls]
-    spawn = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(calls)), mp_context=spawn) as pool:
-        futures = [pool.submit(fn, *args, **{**kwargs, "threads": 1}) for args, kwargs in calls]
-        return [future.result() for future in futures]
+    # one thread per worker for NumPy's BLAS too (MNIST's large products would otherwise take
+    # both cores in each worker); BLAS reads these when a worker imports NumPy, so they go into
+    # the environment the workers inherit
+    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        spawn = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(calls)), mp_context=spawn) as pool:
+            futures = [pool.submit(fn, *args, **{**kwargs, "threads": 1}) for args, kwargs in calls]
+            return [future.result() for future in futures]
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 @dataclass
 class TishbyNetResult:
@@ -169,7 +184,8 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
             entry["gradient_stats"] = gradient_stats
         return entry
 
-    done = {name: results.lookup("tishby_net", key(name), modules) for name in configs}
+    paths = {name: results.cache_path("tishby_net", key(name), modules) for name in configs}
+    done = {name: results.load_cached(path) for name, path in paths.items()}
     todo = [name for name, value in done.items() if value is None]
     groups = max(1, workers // max(1, len(todo)))
     parts = [(name, group.tolist()) for name in todo for group in np.array_split(seeds, min(groups, len(seeds)))]
@@ -179,7 +195,7 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
           progress and not quiet), {}) for name, group in parts], workers)
     for name in todo:
         joined = TishbyNetResult.join([piece for (owner, _), piece in zip(parts, pieces) if owner == name])
-        done[name] = results.store("tishby_net", key(name), joined, modules)
+        done[name] = results.save_cached(paths[name], joined)
     return done
 
 
@@ -305,7 +321,8 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
 
     `workers` > 1 trains the configurations that are not cached side by side, one spawned
     process each, on one CPU thread each (progress bars are then not shown). None means one
-    worker per CPU core, or 1 when a GPU is present.
+    worker per CPU core, or 1 when a GPU is present. A worker's results equal this process's up
+    to rounding: NumPy's BLAS splits the large products differently on one thread.
     """
     seed, workers = int(seed), _resolve_workers(workers)
     train_images, test_images = data.MNIST_SHAPES["train-images-idx3-ubyte"][0], data.MNIST_SHAPES["t10k-images-idx3-ubyte"][0]
@@ -321,14 +338,15 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
         return {"config": asdict(config), "seed": seed, "n_train": n_train, "samples": int(samples),
                 "noise_vars": noise_vars, "bin_width": bin_width}
 
-    done = {name: results.lookup("mnist_net", key(config), modules) for name, config in configs.items()}
+    paths = {name: results.cache_path("mnist_net", key(config), modules) for name, config in configs.items()}
+    done = {name: results.load_cached(path) for name, path in paths.items()}
     todo = [name for name, value in done.items() if value is None]
     quiet = workers > 1 and len(todo) > 1
     computed = _in_processes(_mnist_net, [
         ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet), {})
         for name in todo], workers)
     for name, value in zip(todo, computed):
-        done[name] = results.store("mnist_net", key(configs[name]), value, modules)
+        done[name] = results.save_cached(paths[name], value)
     return done
 
 

@@ -73,9 +73,12 @@ class _Moments:
 
     def add(self, g: torch.Tensor) -> None:
         """Merge a stack `[seeds, n_b, D]`."""
-        n_b = g.shape[1]
         mean_b = g.mean(1, dtype=torch.float64)
         m2_b = torch.linalg.vector_norm(g - mean_b.unsqueeze(1).to(g.dtype), dim=1, dtype=torch.float64).square_()
+        self.merge(g.shape[1], mean_b, m2_b)
+
+    def merge(self, n_b: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
+        """Merge the moments of `n_b` gradients: their mean and sum of squared deviations, float64 `[seeds, D]`."""
         if self.n == 0:
             self.n, self.mean, self.m2 = n_b, mean_b, m2_b
             return
@@ -165,9 +168,10 @@ class Recorder:
     epoch it turns them into `Statistics` and takes the weights' norms. Biases are left out, as
     in the paper. `trajectory()` returns the record.
 
-    Per-sample gradients are computed `chunk` samples at a time (`Ensemble.backward` with
-    `per_sample=True`), so memory stays bounded by one chunk; the batch's own gradient in
-    `net.grad` is restored afterwards, so training is unchanged.
+    Per-sample gradients are summarised `chunk` samples at a time (`Ensemble.per_sample_moments`:
+    their mean and sum of squared deviations, without the stack of gradients), so memory stays
+    bounded; the batch's own gradient in `net.grad` is restored afterwards, so training is
+    unchanged.
     """
 
     def __init__(self, mode: str = "minibatch", chunk: int = 256):
@@ -192,10 +196,9 @@ class Recorder:
             return
         batch_grad = net.grad.clone()
         for start in range(0, x.shape[2], self.chunk):
-            end = start + self.chunk
-            per_sample = net.backward(x[:, :, start:end], onehot[:, :, start:end], per_sample=True)
-            for moments, g in zip(self._moments, per_sample):  # g: [S, b, out, in]
-                moments.add(g.reshape(g.shape[0], g.shape[1], -1))
+            x_chunk, onehot_chunk = x[:, :, start:start + self.chunk], onehot[:, :, start:start + self.chunk]
+            for moments, (mean, m2) in zip(self._moments, net.per_sample_moments(x_chunk, onehot_chunk)):
+                moments.merge(x_chunk.shape[2], mean, m2)
         net.grad.copy_(batch_grad)
 
     def on_snapshot(self, epoch: int, activations) -> None:

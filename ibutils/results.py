@@ -182,21 +182,22 @@ def config_key(config: dict, modules: Sequence[ModuleType] = ()) -> str:
     return hashlib.sha256((text + _source_hash(modules)).encode()).hexdigest()[:20]
 
 
-def _cache_path(name: str, config: dict, modules: Sequence[ModuleType]) -> Path:
+def cache_path(name: str, config: dict, modules: Sequence[ModuleType] = ()) -> Path:
+    """Where `cached(name, config, ..., modules)` keeps its value. Take it before computing, so
+    the key reflects the code that computed the value even if the sources change meanwhile."""
     return cache_dir() / f"{name}-{config_key(config, modules)}.pt"
 
 
-def lookup(name: str, config: dict, modules: Sequence[ModuleType] = ()) -> Any | None:
-    """The value `cached(name, config, ..., modules)` stored, or None if there is none yet."""
-    path = _cache_path(name, config, modules)
+def load_cached(path: Path) -> Any | None:
+    """The value cached at `path` (from `cache_path`), or None if there is none yet."""
     return torch.load(path, weights_only=False) if path.exists() else None
 
 
-def store(name: str, config: dict, value: Any, modules: Sequence[ModuleType] = ()) -> Any:
-    """Cache `value` as `cached(name, config, ..., modules)` would (atomically); return it."""
+def save_cached(path: Path, value: Any) -> Any:
+    """Cache `value` at `path` (from `cache_path`), atomically; return it."""
     buffer = io.BytesIO()
     torch.save(value, buffer)
-    _atomic_write(_cache_path(name, config, modules), buffer.getvalue())
+    _atomic_write(path, buffer.getvalue())
     return value
 
 
@@ -207,8 +208,9 @@ def cached(name: str, config: dict, compute: Callable[[], Any], modules: Sequenc
     picklable by `torch.save` (tensors, arrays, dicts, dataclasses) and not None. Writes are
     atomic, so an interrupted run never leaves a half entry.
     """
-    value = lookup(name, config, modules)
-    return value if value is not None else store(name, config, compute(), modules)
+    path = cache_path(name, config, modules)
+    value = load_cached(path)
+    return value if value is not None else save_cached(path, compute())
 
 
 _PROVENANCE_SHOWN = ("wall_time_s", "device", "seeds", "python", "torch", "numpy", "ibutils", "git_commit",

@@ -98,9 +98,10 @@ def test_two_workers_give_the_single_process_results(tmp_path, monkeypatch):
     alone = {a: experiments.mnist_net(c, **kwargs) for a, c in configs.items()}
     monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "two"))
     together = experiments.mnist_nets(configs, workers=2, **kwargs)
+    # equal up to rounding: NumPy's BLAS splits the 784-wide products differently on one thread
     for a in configs:
         for one, two in zip(alone[a].kde, together[a].kde):
-            np.testing.assert_array_equal(one.upper_i_xt, two.upper_i_xt)
-            np.testing.assert_array_equal(one.lower_i_ty, two.lower_i_ty)
-        np.testing.assert_array_equal(alone[a].run.test_loss, together[a].run.test_loss)
-        np.testing.assert_array_equal(alone[a].gradient_stats.snr, together[a].gradient_stats.snr)
+            np.testing.assert_allclose(one.upper_i_xt, two.upper_i_xt, rtol=1e-6)
+            np.testing.assert_allclose(one.lower_i_ty, two.lower_i_ty, rtol=1e-6)
+        np.testing.assert_allclose(alone[a].run.test_loss, together[a].run.test_loss, rtol=1e-5)
+        np.testing.assert_allclose(alone[a].gradient_stats.snr, together[a].gradient_stats.snr, rtol=1e-4)

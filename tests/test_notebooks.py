@@ -67,8 +67,8 @@ def test_toc_entries_exist(toc_files):
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
 def test_notebook_name(nb):
-    assert re.fullmatch(r"\d\d_[a-z0-9_]+", nb.stem), (
-        f"{nb.name}: chapter notebooks are named NN_<chapter-id>.ipynb, "
+    assert re.fullmatch(r"\d\d[a-z]?_[a-z0-9_]+", nb.stem), (
+        f"{nb.name}: chapter notebooks are named NN_<chapter-id>.ipynb (NNx_ for a sibling chapter), "
         "and write _build/results/<chapter-id>.json")
 
 

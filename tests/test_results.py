@@ -69,3 +69,14 @@ def test_cache_computes_once_per_config(tmp_path, monkeypatch):
 def test_provenance_names_device_and_versions():
     record = results.provenance(0.0, device="cpu", seeds=[0, 1])
     assert record["device"].startswith("cpu") and record["torch"] and record["seeds"] == [0, 1]
+
+
+def test_cache_path_load_and_save(tmp_path, monkeypatch):
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path))
+    path = results.cache_path("thing", {"a": 1}, modules=(results,))
+    assert path != results.cache_path("thing", {"a": 2}, modules=(results,))
+    assert results.load_cached(path) is None
+    assert results.save_cached(path, {"x": [1, 2]}) == {"x": [1, 2]}
+    assert results.load_cached(path) == {"x": [1, 2]}
+    # `cached` finds what was saved there and does not compute again
+    assert results.cached("thing", {"a": 1}, lambda: pytest.fail("recomputed"), modules=(results,)) == {"x": [1, 2]}
