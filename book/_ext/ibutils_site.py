@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import posixpath
-import re
 from pathlib import Path
 
 from docutils import nodes
@@ -30,7 +29,6 @@ from sphinx.util.docutils import SphinxDirective
 from ibutils import scoreboard
 
 DATA_SECTION_ID = "data-behind-the-figures"
-_CHAPTER = re.compile(r"^(\d\d)_(\w+)$")
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
@@ -56,7 +54,7 @@ class Scoreboard(SphinxDirective):
     def run(self):
         here = Path(self.env.doc2path(self.env.docname)).parent
         results = (here / (self.arguments[0] if self.arguments else "_static/results")).resolve()
-        notebooks = sorted(nb for nb in here.glob("*.ipynb") if _CHAPTER.match(nb.stem))
+        notebooks = sorted(nb for nb in here.glob("*.ipynb") if scoreboard.split_name(nb.stem))
         for nb in notebooks:
             self.env.note_dependency(str(nb))
         for f in results.glob("*.json"):
@@ -101,10 +99,10 @@ def _link(text: str, uri: str) -> nodes.reference:
 def _link_figure_data(app, doctree):
     """Data lines under a chapter's figures and a closing "Data behind the figures" section."""
     docname = app.env.docname
-    match = _CHAPTER.match(posixpath.basename(docname))
-    if not match:
+    parts = scoreboard.split_name(posixpath.basename(docname))
+    if not parts:
         return
-    published = _published(app, match.group(2))
+    published = _published(app, parts[1])
     if published is None:
         return
     json_path, json_url = published
