@@ -12,7 +12,6 @@ import math
 import matplotlib
 import numpy as np
 import pytest
-import torch
 
 from ibutils import plots
 from ibutils.linear import Teacher, gaussian_channel, init_students, subspace_information, train_students
