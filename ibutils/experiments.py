@@ -64,8 +64,9 @@ def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list
 class TishbyNetResult:
     """One activation's ensemble on the 12-bit task: the run's metrics and its binned plane.
 
-    `run.params` is dropped (the plane holds what was computed from it); `seconds` times the
-    training (with the gradient statistics) and the binning. `gradient_stats` holds every
+    `run.params` keeps every snapshot's parameters (about 13 MB for 50 seeds at 218 snapshots),
+    so other estimators can measure the same networks later (`estimator_study`); `seconds` times
+    the training (with the gradient statistics) and the binning. `gradient_stats` holds every
     layer's gradient statistics when asked for (`tishby_net(..., gradient_stats=...)`), else None.
     """
 
@@ -119,7 +120,7 @@ class TishbyNetResult:
         plane = infoplane.binned_plane(run, x, y, hidden=binning, progress=progress)
         seconds = {"training": round(trained - started, 2), "binning": round(time.time() - trained, 2)}
         stats = recorder.trajectory() if recorder else None
-        return cls(replace(run, params=None), plane, seconds, stats)
+        return cls(run, plane, seconds, stats)
 
     @classmethod
     def join(cls, parts: Sequence["TishbyNetResult"]) -> "TishbyNetResult":
@@ -131,8 +132,7 @@ class TishbyNetResult:
         def joined(name: str, fields: Sequence[str], axis: int) -> dict:
             return {f: np.concatenate([getattr(getattr(p, name), f) for p in parts], axis) for f in fields}
 
-        run = replace(first.run, seeds=tuple(s for p in parts for s in p.run.seeds),
-                      **joined("run", ("train_loss", "train_acc", "test_loss", "test_acc"), 1))
+        run = train.Run.join([p.run for p in parts])
         plane = replace(first.plane, **joined("plane", ("i_xt", "i_ty", "value_range"), 0))
         stats = first.gradient_stats
         if stats is not None:
@@ -197,6 +197,152 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
         joined = TishbyNetResult.join([piece for (owner, _), piece in zip(parts, pieces) if owner == name])
         done[name] = results.save_cached(paths[name], joined)
     return done
+
+
+# --- every estimator on the same networks (Saxe et al. App. B, Fig. 8, 12, 14, 15; SPEC E9, E10) ----
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """What `estimator_study` measures, beyond the paper's binning that `tishby_nets` does.
+
+    `snapshots`: about this many log-spaced snapshots are measured (`infoplane.snapshot_subset`).
+    KDE bounds at each of `noise_vars`; Kraskov entropy with `kraskov_k`, `kraskov_eps`;
+    `net_input_bins` bins on `net_input_range` of the net inputs; machine precision;
+    `equal_mass_bins` adaptive bins; and for each count in `bin_sweep`, that many equal bins on
+    each seed's [min, max] over all hidden layers and snapshots (the softmax on [0, 1]).
+    A quantised network (`TrainConfig.quantise_bits`) gets its exact information instead.
+    """
+
+    snapshots: int = 30
+    noise_vars: tuple[float, ...] = (0.1, 1e-3)
+    kraskov_k: int = 2
+    kraskov_eps: float = 1e-16
+    net_input_bins: int = 30
+    net_input_range: tuple[float, float] = (-50.0, 50.0)
+    equal_mass_bins: int = 30
+    bin_sweep: tuple[int, ...] = (30, 100, 256)
+
+    def estimators(self, run: train.Run, x) -> list:
+        """The `infoplane` estimators for `run` (its activation, its seeds' activity ranges)."""
+        bits = run.config.quantise_bits
+        if bits is not None:
+            return [infoplane.QuantisedCodes(bits)]
+        low = {"tanh": -1.0, "softsign": -1.0, "relu": 0.0, "softplus": 0.0, "sigmoid": 0.0}.get(run.config.activation)
+        ranges = infoplane.activity_range(run, x) if self.bin_sweep else None
+        return [
+            infoplane.KDE(tuple(self.noise_vars)),
+            infoplane.Kraskov(self.kraskov_k, self.kraskov_eps),
+            infoplane.UniformBins("net_input", self.net_input_bins, self.net_input_range, self.net_input_range,
+                                  net_input=True),
+            infoplane.PrecisionBins(),
+            infoplane.EqualMassBins(self.equal_mass_bins, low),
+            *(infoplane.UniformBins(f"bins_{n}", n, ranges) for n in self.bin_sweep),
+        ]
+
+
+@dataclass
+class EstimatorStudyResult:
+    """One trained ensemble measured by many estimators on the same snapshots.
+
+    `net` is its `tishby_nets` result (training and the paper's binning at every snapshot);
+    `planes` maps each estimator's plane name to an `infoplane.InformationPlane` on the measured
+    snapshots `snapshots` (indices into `net.run.epochs`), `paper` being the paper's binning
+    there; `seconds` times the estimators.
+    """
+
+    net: TishbyNetResult
+    snapshots: np.ndarray
+    planes: dict[str, infoplane.InformationPlane]
+    seconds: dict
+
+    def series(self) -> dict:
+        """Per plane: `epochs`, `layers`, seed means `i_xt`, `i_ty` and spreads `i_xt_sd`, `i_ty_sd`
+        (`[layers][snapshots]` bits), `compression` of the seed mean per layer, and the
+        `infoplane.compression_summary`; plus the accuracies at the measured snapshots."""
+        out = {name: {"epochs": plane.epochs, "layers": plane.layers,
+                      "i_xt": plane.i_xt.mean(0).T, "i_ty": plane.i_ty.mean(0).T,
+                      "i_xt_sd": plane.i_xt.std(0).T, "i_ty_sd": plane.i_ty.std(0).T,
+                      "compression": infoplane.compression(plane.i_xt.mean(0)),
+                      "summary": infoplane.compression_summary(plane)}
+               for name, plane in self.planes.items()}
+        run = self.net.run
+        out["accuracy"] = {"epochs": run.epochs[self.snapshots], "train_acc": run.train_acc[self.snapshots].mean(1),
+                           "test_acc": run.test_acc[self.snapshots].mean(1)}
+        return out
+
+
+def _estimate_group(run: train.Run, settings: EstimatorSettings, data_path, progress: bool,
+                    threads: int | None = None) -> tuple[dict, float]:
+    """The planes of every estimator of `settings` for `run` (one group of seeds), and seconds taken."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.time()
+    x, y = data.tishby(data_path)
+    visit = infoplane.snapshot_subset(run.epochs, settings.snapshots)
+    planes = infoplane.estimate(run, x, y, settings.estimators(run, x), visit, progress=progress)
+    return planes, time.time() - started
+
+
+def _join_planes(parts: Sequence[dict]) -> dict[str, infoplane.InformationPlane]:
+    """Planes of disjoint seed groups (dicts of the same names) as one, seeds in order."""
+    return {name: replace(parts[0][name], i_xt=np.concatenate([p[name].i_xt for p in parts]),
+                          i_ty=np.concatenate([p[name].i_ty for p in parts]))
+            for name in parts[0]}
+
+
+def estimator_study(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
+                    settings: EstimatorSettings = EstimatorSettings(), data_path=None, progress: bool = True,
+                    workers: int | None = 1) -> dict[str, EstimatorStudyResult]:
+    """Train every configuration on the 12-bit task (`tishby_nets`, so runs chapter 1 already
+    cached are reused) and measure the same snapshots with every estimator of `settings`
+    (Saxe et al. App. B; Chelombiev et al. 2019; Lorenzen et al. 2022).
+
+    The estimates of each configuration are cached on their own. `workers` as in `tishby_nets`;
+    the estimators' work is split into one group of seeds per worker and configuration.
+    """
+    seeds = [int(s) for s in seeds]
+    workers = _resolve_workers(workers)
+    nets = tishby_nets(configs, seeds, train_fraction=train_fraction, data_path=data_path, progress=progress,
+                       workers=workers)
+    modules = (data, train, infoplane, mi, sys.modules[__name__])
+    paths = {name: results.cache_path("estimator_study", {
+        "config": asdict(config), "seeds": seeds, "train_fraction": train_fraction, "settings": asdict(settings)},
+        modules) for name, config in configs.items()}
+    done = {name: results.load_cached(path) for name, path in paths.items()}
+    todo = [name for name, value in done.items() if value is None]
+    parts = [(name, group.tolist()) for name in todo
+             for group in np.array_split(np.arange(len(seeds)), min(workers, len(seeds)))]
+    quiet = workers > 1 and len(parts) > 1
+    pieces = _in_processes(_estimate_group, [
+        ((nets[name].run.select(group), settings, data_path, progress and not quiet), {}) for name, group in parts],
+        workers)
+    for name in todo:
+        mine = [piece for (owner, _), piece in zip(parts, pieces) if owner == name]
+        planes = _join_planes([p for p, _ in mine])
+        done[name] = results.save_cached(paths[name], {"planes": planes, "seconds": round(max(t for _, t in mine), 2)})
+    studies = {}
+    for name, net in nets.items():
+        visit = infoplane.snapshot_subset(net.run.epochs, settings.snapshots)
+        paper = replace(net.plane, epochs=net.plane.epochs[visit], i_xt=net.plane.i_xt[:, visit],
+                        i_ty=net.plane.i_ty[:, visit], hist=None, hist_edges=None)
+        studies[name] = EstimatorStudyResult(net, visit, {"paper": paper, **done[name]["planes"]},
+                                             {"estimating": done[name]["seconds"], **net.seconds})
+    return studies
+
+
+def verdict_matrix(studies: Mapping[str, EstimatorStudyResult], columns: Sequence[str]) -> dict:
+    """Compression by estimator: one row per study (e.g. activation), one column per plane name.
+
+    Returns `rows`, `columns`, and `[rows][columns]` tables of `infoplane.compression_summary`'s
+    `hidden`, `hidden_sd`, `output`, `output_sd` (bits; NaN where a study has no such plane),
+    `hidden_verdict`, `output_verdict` ('n/a' there).
+    """
+    keys = ("hidden", "hidden_sd", "output", "output_sd", "hidden_verdict", "output_verdict")
+    empty = {key: "n/a" if key.endswith("verdict") else float("nan") for key in keys}
+    cells = [[infoplane.compression_summary(s.planes[c]) if c in s.planes else empty for c in columns]
+             for s in studies.values()]
+    return {"rows": list(studies), "columns": list(columns),
+            **{key: [[cell[key] for cell in row] for row in cells] for key in keys}}
 
 
 # --- MNIST with the KDE estimator (Saxe et al. Fig. 1C-D, 9, 10) ---------------------------------

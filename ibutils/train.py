@@ -17,7 +17,7 @@ activations of every layer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -65,6 +65,20 @@ def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return dz
 
 
+def fake_quantise_(h: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round `h` `[S, units, n]` in place to 2**bits levels spread evenly over each model's
+    [min, max] of h (over all units and samples), and return it.
+
+    The levels are lo + k * step, k = round((h - lo) / step), step = (hi - lo) / (2**bits - 1):
+    the codes of `ibutils.mi.quantise` up to ties at exact half-steps. A model whose layer is
+    constant keeps its values (one level).
+    """
+    lo, hi = torch.aminmax(h.reshape(len(h), -1), dim=1)
+    step = hi.sub_(lo).div_(2**bits - 1)
+    step = torch.where(step > 0, step, torch.ones_like(step))[:, None, None]
+    return h.sub_(lo[:, None, None]).div_(step).round_().mul_(step).add_(lo[:, None, None])
+
+
 def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """`torch.matmul(a, b, out=out)` for the batched `[S, m, k] @ [S, k, n]` products of the MLPs."""
     if a.device.type == "cpu":
@@ -94,6 +108,11 @@ class TrainConfig:
     `batch_size=None` means full-batch gradient descent. `init` is a truncated normal
     (at 2 std) with std 1/sqrt(fan_in) (IDNNs) or 1/sqrt(fan_out) (ibsgd), or Glorot-uniform;
     biases start at 0.
+
+    `quantise_bits` makes a quantised network (Lorenzen et al. 2022): every hidden layer's
+    activity is rounded to one of 2**bits levels spread evenly over that layer's [min, max] on
+    the current batch (per model, over all units and samples), in training and in every forward
+    pass, with straight-through gradients; the softmax output is left continuous.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -104,6 +123,7 @@ class TrainConfig:
     lr: float = 4e-4
     init: str = "fan_in"
     snapshots: int = 300
+    quantise_bits: int | None = None
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -120,6 +140,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.quantise_bits is not None and (isinstance(self.quantise_bits, bool)
+                                               or not isinstance(self.quantise_bits, int)
+                                               or not 1 <= self.quantise_bits <= 16):
+            raise ValueError(f"quantise_bits must be None or an int in [1, 16], got {self.quantise_bits!r}")
 
     def snapshot_epochs(self) -> np.ndarray:
         return log_spaced_epochs(self.epochs, self.snapshots)
@@ -129,16 +153,19 @@ class Ensemble:
     """S MLPs of one architecture in one flat parameter buffer.
 
     `sizes` lists every layer width, input first, output (softmax classes) last.
+    With `quantise_bits`, the hidden activity is quantised (`fake_quantise_`, see `TrainConfig`).
     Layer l's weights are `weights[l]`, `[S, fan_out, fan_in]` (torch.nn.Linear's convention),
     its biases `biases[l]`, `[S, fan_out, 1]`. Internally activations are `[S, units, samples]`,
     samples innermost, which makes the small batched matmuls several times faster on a CPU.
     """
 
     def __init__(self, sizes: Sequence[int], n_models: int, activation: str,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                 quantise_bits: int | None = None):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.sizes, self.n_models, self.activation = tuple(sizes), n_models, activation
+        self.quantise_bits = quantise_bits
         self.device = torch.device(device) if device is not None else ibutils.default_device()
         shapes = [(n_models, b, a) for a, b in zip(sizes[:-1], sizes[1:])]
         shapes += [(n_models, b, 1) for b in sizes[1:]]
@@ -172,32 +199,55 @@ class Ensemble:
                 w[s].copy_(sample)
         return self
 
-    def _forward(self, h: torch.Tensor, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def _forward(self, h: torch.Tensor, out: list[torch.Tensor] | None = None,
+                 raw: list[torch.Tensor] | None = None, net_inputs: list | None = None) -> list[torch.Tensor]:
         """Layer activations `[S, units, n]` for inputs `h`, `[S, d, n]` or shared `[d, n]`,
-        written into `out` (one buffer per layer, but the softmax output) when given."""
+        written into `out` (one buffer per layer, but the softmax output) when given.
+
+        In a quantised network, `raw` (buffers like `out`) receives each hidden layer's activity
+        before quantisation, for the backward pass. `net_inputs`, a list, receives a copy of
+        every layer's net input (pre-activation).
+        """
         acts = []
+        last = len(self.weights) - 1
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = _matmul(w, h, out=None if out is None else out[l]).add_(b)
-            h = torch.softmax(z, 1) if l == len(self.weights) - 1 else _activate_(self.activation, z)
+            if net_inputs is not None:
+                net_inputs.append(z.clone())
+            if l == last:
+                h = torch.softmax(z, 1)
+            else:
+                h = _activate_(self.activation, z)
+                if self.quantise_bits is not None:
+                    if raw is not None:
+                        raw[l].copy_(h)
+                    fake_quantise_(h, self.quantise_bits)
             acts.append(h)
         return acts
 
-    def _buffers(self, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per-layer `[S, width, n]` buffers for the activations and their gradients, kept per n:
-        a training step then allocates almost nothing (allocations of these sizes cost more
-        than the arithmetic on them on the CPUs we measured)."""
+    def _buffers(self, n: int) -> tuple[list[torch.Tensor], ...]:
+        """Per-layer `[S, width, n]` buffers for the activations and their gradients (and, in a
+        quantised network, the activity before quantisation), kept per n: a training step then
+        allocates almost nothing (allocations of these sizes cost more than the arithmetic on
+        them on the CPUs we measured)."""
         if n not in self._workspace:
+            sets = 2 if self.quantise_bits is None else 3
             self._workspace[n] = tuple([torch.empty(self.n_models, w, n, device=self.device, dtype=self.params.dtype)
-                                        for w in self.sizes[1:]] for _ in range(2))
+                                        for w in self.sizes[1:]] for _ in range(sets))
         return self._workspace[n]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, net_input: bool = False) -> list[torch.Tensor]:
         """Activations of every layer for inputs `x`, `[N, d]` shared by all models.
 
         Returns one `[S, N, width]` tensor per layer: the hidden activations, then the softmax
-        probabilities of the output layer.
+        probabilities of the output layer; with `net_input=True`, every layer's net input
+        W h + b instead (the output layer's logits last).
         """
-        return [h.transpose(1, 2) for h in self._forward(x.T)]
+        if not net_input:
+            return [h.transpose(1, 2) for h in self._forward(x.T)]
+        net_inputs = []
+        self._forward(x.T, net_inputs=net_inputs)
+        return [z.transpose(1, 2) for z in net_inputs]
 
     def _backward(self, x: torch.Tensor, onehot: torch.Tensor,
                   visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> None:
@@ -205,8 +255,9 @@ class Ensemble:
         with respect to its net input, dz `[S, fan_out, B]`, and its input h `[S, fan_in, B]`
         (buffers that the next call overwrites)."""
         n = x.shape[2]
-        acts, grads = self._buffers(n)
-        hs = [x, *self._forward(x, acts)]
+        acts, grads, *raw = self._buffers(n)
+        raw = raw[0] if raw else None  # quantised network: f'(z) is taken before quantisation
+        hs = [x, *self._forward(x, acts, raw)]
         dz = torch.sub(hs[-1], onehot, out=grads[-1]).mul_(1.0 / n)
         for l in range(len(self.weights) - 1, -1, -1):
             _matmul(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
@@ -215,7 +266,7 @@ class Ensemble:
                 visit(l, dz, hs[l])
             if l:
                 dz = _matmul(self.weights[l].transpose(1, 2), dz, out=grads[l - 1])
-                _backprop_(self.activation, dz, hs[l])
+                _backprop_(self.activation, dz, hs[l] if raw is None else raw[l - 1])
 
     def backward(self, x: torch.Tensor, onehot: torch.Tensor, per_sample: bool = False) -> list[torch.Tensor] | None:
         """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.
@@ -305,8 +356,11 @@ class Run:
     """What training recorded. Arrays are `[snapshots, seeds]` unless noted.
 
     `params` is `[snapshots, n_params]` (all seeds' flat buffers, on the CPU) when kept;
-    `Run.ensemble(k)` rebuilds the networks of snapshot k.
+    `Run.ensemble(k)` rebuilds the networks of snapshot k. `select` and `join` split a run into
+    groups of seeds and put groups back together.
     """
+
+    METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
     config: TrainConfig
     seeds: tuple[int, ...]
@@ -321,8 +375,37 @@ class Run:
     def ensemble(self, k: int, device: torch.device | str | None = None) -> Ensemble:
         if self.params is None:
             raise ValueError("this run kept no parameters (train with keep_params=True)")
-        net = Ensemble(self.sizes, len(self.seeds), self.config.activation, device=device)
+        net = Ensemble(self.sizes, len(self.seeds), self.config.activation, device=device,
+                       quantise_bits=self.config.quantise_bits)
         return net.load(self.params[k].to(net.device))
+
+    def _params_per_model(self) -> list[torch.Tensor]:
+        """`params` as one `[snapshots, seeds, m]` tensor per block of the flat buffer (each
+        layer's weights, then each layer's biases; m values per model)."""
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        sizes = [a * b for a, b in pairs] + [b for _, b in pairs]
+        n = len(self.seeds)
+        blocks = torch.split(self.params, [n * m for m in sizes], dim=1)
+        return [block.reshape(len(block), n, m) for block, m in zip(blocks, sizes)]
+
+    def select(self, index: Sequence[int]) -> "Run":
+        """The run of the models at positions `index` (e.g. a group of seeds), parameters included."""
+        index = [int(i) for i in index]
+        params = None if self.params is None else torch.cat(
+            [block[:, index].flatten(1) for block in self._params_per_model()], 1)
+        return replace(self, seeds=tuple(self.seeds[i] for i in index), params=params,
+                       **{key: getattr(self, key)[:, index] for key in self.METRICS})
+
+    @classmethod
+    def join(cls, parts: Sequence["Run"]) -> "Run":
+        """Runs of disjoint groups of seeds of one configuration as one run, seeds in the order
+        of `parts`; parameters are kept when every part kept them."""
+        params = None
+        if all(part.params is not None for part in parts):
+            per_block = zip(*(part._params_per_model() for part in parts))
+            params = torch.cat([torch.cat(blocks, 1).flatten(1) for blocks in per_block], 1)
+        return replace(parts[0], seeds=tuple(s for part in parts for s in part.seeds), params=params,
+                       **{key: np.concatenate([getattr(p, key) for p in parts], 1) for key in cls.METRICS})
 
 
 def _metrics(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -394,7 +477,8 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
     sizes = (x.shape[1], *config.hidden, n_classes)
     n_seeds, n_train = train_idx.shape
 
-    net = Ensemble(sizes, n_seeds, config.activation, device=device).initialise(seeds, config.init)
+    net = Ensemble(sizes, n_seeds, config.activation, device=device,
+                   quantise_bits=config.quantise_bits).initialise(seeds, config.init)
     opt = (_Adam if config.optimizer == "adam" else _SGD)(net.params, net.grad, config.lr)
     onehot = torch.nn.functional.one_hot(y, n_classes).float()
     d = x.shape[1]
@@ -423,7 +507,7 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
     epoch_table = gather(train_idx)
 
     snap_epochs = config.snapshot_epochs()
-    record = {key: [] for key in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    record = {key: [] for key in Run.METRICS}
     kept = []
 
     def snapshot(epoch: int) -> None:
