@@ -140,3 +140,54 @@ def test_tishby_nets_in_worker_processes_equal_one_process(tmp_path, monkeypatch
     assert len(list((tmp_path / "two").iterdir())) == 2
     with pytest.raises(ValueError, match="workers"):
         experiments.tishby_net(configs["tanh"], [0], workers=0, **kwargs)
+
+
+def test_estimate_visits_the_chosen_snapshots_once_for_all_estimators(run, tishby):
+    x, y = (a[::8] for a in tishby)  # 512 patterns keep the KDE quick
+    visit = infoplane.snapshot_subset(run.epochs, 3)
+    assert visit[0] == 0 and visit[-1] == len(run.epochs) - 1 and np.all(np.diff(visit) > 0)
+    ranges = infoplane.activity_range(run, x)
+    planes = infoplane.estimate(run, x, y, [
+        infoplane.UniformBins("bins_100", 100, ranges),
+        infoplane.UniformBins("net_input", 30, (-50.0, 50.0), (-50.0, 50.0), net_input=True),
+        infoplane.KDE((0.1, 1e-3)),
+    ], visit, progress=False)
+    assert set(planes) == {"bins_100", "net_input", "kde_upper_0.1", "kde_lower_0.1", "kde_upper_0.001",
+                           "kde_lower_0.001"}
+    binned = infoplane.binned_plane(run, x, y, hidden=infoplane.Binning(100, None), progress=False)
+    np.testing.assert_array_equal(planes["bins_100"].i_xt[..., :-1], binned.i_xt[:, visit, :-1])
+    np.testing.assert_array_equal(planes["bins_100"].epochs, run.epochs[visit])
+    k, seed = 1, 1
+    net = run.ensemble(visit[k], device="cpu")
+    acts = net.forward(torch.as_tensor(x))
+    net_inputs = net.forward(torch.as_tensor(x), net_input=True)
+    for l, (a, z) in enumerate(zip(acts, net_inputs)):
+        expected = mi.binned(a[seed], y, 100, (0.0, 1.0) if l == len(acts) - 1 else tuple(ranges[seed]))
+        assert planes["bins_100"].i_ty[seed, k, l] == pytest.approx(expected.i_ty, abs=1e-12)
+        expected = mi.binned(z[seed], y, 30, (-50.0, 50.0))
+        assert planes["net_input"].i_xt[seed, k, l] == pytest.approx(expected.i_xt, abs=1e-12)
+        bounds = mi.kde_sweep(a[seed], y, [0.1, 1e-3])
+        assert planes["kde_lower_0.001"].i_xt[seed, k, l] == pytest.approx(bounds[1].lower.i_xt, abs=1e-9)
+        assert planes["kde_upper_0.1"].i_ty[seed, k, l] == pytest.approx(bounds[0].upper.i_ty, abs=1e-9)
+
+
+def test_compression_summary_and_verdicts():
+    epochs = np.arange(4)
+    i_xt = np.zeros((2, 4, 3))
+    i_xt[:, :, 0] = [[1, 3, 2.8, 2.8], [1, 3, 2.4, 2.6]]  # hidden 1: seed mean 3 -> 2.7: 0.3 bit
+    i_xt[:, :, 1] = [[1, 4, 3, 3], [1, 2, 2, 2]]  # hidden 2: seed mean 3 -> 2.5: 0.5 bit
+    i_xt[:, :, 2] = [[0, 1, 1, 1], [0, 1, 1, 1]]  # output: grows only
+    plane = infoplane.InformationPlane(epochs, ["a", "b", "out"], i_xt, np.zeros_like(i_xt))
+    summary = infoplane.compression_summary(plane)
+    assert summary["hidden_layer"] == 1 and summary["hidden"] == pytest.approx(0.5)
+    assert summary["hidden_sd"] == pytest.approx(0.5)  # per seed: 1 and 0
+    assert summary["output"] == 0 and summary["output_sd"] == 0
+    assert (summary["hidden_verdict"], summary["output_verdict"]) == ("compresses", "none")
+    assert [infoplane.verdict(b) for b in (0.05, 0.1, 0.3, 0.5, float("nan"))] == [
+        "none", "none", "slight", "compresses", "n/a"]
+
+
+@pytest.mark.parametrize("n", [1, 0])
+def test_snapshot_subset_needs_two(n):
+    with pytest.raises(ValueError, match="n >= 2"):
+        infoplane.snapshot_subset(np.arange(10), n)
