@@ -484,20 +484,20 @@ def _sort_last(values: torch.Tensor) -> torch.Tensor:
 
 def _equal_mass_rows(values: torch.Tensor, bins: int, low: torch.Tensor | None) -> torch.Tensor:
     """`equal_mass_edges` of each row of `values` [R, L] (one pooled layer per row): float64 [R, bins + 1]."""
-    ordered = _sort_last(values).to(torch.float64)
+    ordered = _sort_last(values)
     is_new = torch.ones_like(ordered, dtype=torch.bool)
     is_new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    rank = is_new.cumsum(1) - 1  # rank of each sorted value among the row's distinct values
-    m = rank[:, -1:] + 1  # distinct values per row [R, 1]
+    rank = is_new.cumsum(1, dtype=torch.int32) - 1  # rank of each sorted value among the row's distinct values
+    m = rank[:, -1:].to(torch.int64) + 1  # distinct values per row [R, 1]
     groups = m.clamp(max=bins)  # non-empty bins
     k = torch.arange(1, bins, device=values.device)
     first = torch.div(k * m, groups, rounding_mode="floor").clamp_(max=m - 1)  # rank opening bin k
-    above = ordered.gather(1, torch.searchsorted(rank, first))
-    below = ordered.gather(1, torch.searchsorted(rank, first - 1))
+    above, below = (ordered.gather(1, torch.searchsorted(rank, j.to(torch.int32))).to(torch.float64)
+                    for j in (first, first - 1))
     middle = 0.5 * below + 0.5 * above
     inner = torch.where(middle > below, middle, above)  # in (below, above]: `above` opens bin k
-    top = ordered[:, -1:]
-    lowest = ordered[:, :1] if low is None else low.expand_as(top)
+    top = ordered[:, -1:].to(torch.float64)
+    lowest = ordered[:, :1].to(torch.float64) if low is None else low.expand_as(top)
     lowest = torch.where(lowest < top, lowest, top - top.abs().clamp(min=1.0))  # a constant layer
     base = torch.cat([lowest, inner], 1).gather(1, groups - 1)  # the last edge that opens a non-empty bin
     share = (k - groups + 1).to(torch.float64) / (bins - groups + 1)
@@ -527,9 +527,9 @@ def equal_mass_edges(t, bins=30, low=None) -> torch.Tensor:
     information is that of m bins. A constant layer whose value is also `low` (or with `low`
     None) gets e_0 = u_0 - max(1, |u_0|).
 
-    Chelombiev et al.'s code places the edges at the values u_j themselves and lets np.digitize
-    give the maximum, and the value `low` itself, symbols of their own; these edges give every
-    value the bin of its group.
+    Chelombiev et al.'s code puts the edges on values u_j themselves, keeps the value `low` out
+    of the groups (ReLU's zeros get a bin of their own) and lets np.digitize give the maximum a
+    symbol of its own; here every value is in the bin of its group.
     Raises ValueError if two distinct values of float64 data are adjacent doubles where an edge
     must go between them (not possible for float32 or narrower data).
     """
@@ -542,6 +542,8 @@ def equal_mass_edges(t, bins=30, low=None) -> torch.Tensor:
         if low.ndim != 0 or low > t.min():
             raise ValueError(f"low must be a number <= the smallest value of t ({t.min().item()}), got {low.tolist()}")
     flat = t.reshape(-1, t.shape[-2] * t.shape[-1])
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # float16 and bfloat16 values are exact in float32
     chunks = _batch_chunks(flat[:, :, None])
     edges = torch.cat([_equal_mass_rows(flat[s], int(bins), low) for s in chunks])
     if not (edges[:, 1:] > edges[:, :-1]).all():
