@@ -255,6 +255,12 @@ class EstimatorStudyResult:
     planes: dict[str, infoplane.InformationPlane]
     seconds: dict
 
+    def trajectory(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(epochs, i_xt, i_ty)` of plane `name`, seed means `[snapshots, layers]` in bits, as
+        `plots.information_plane` takes them."""
+        plane = self.planes[name]
+        return (plane.epochs, *plane.mean())
+
     def series(self) -> dict:
         """Per plane: `epochs`, `layers`, seed means `i_xt`, `i_ty` and spreads `i_xt_sd`, `i_ty_sd`
         (`[layers][snapshots]` bits), `compression` of the seed mean per layer, and the

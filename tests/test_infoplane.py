@@ -1,5 +1,7 @@
 """Information-plane trajectories: agree with direct estimates, the ReLU range rule, summaries."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -191,3 +193,58 @@ def test_compression_summary_and_verdicts():
 def test_snapshot_subset_needs_two(n):
     with pytest.raises(ValueError, match="n >= 2"):
         infoplane.snapshot_subset(np.arange(10), n)
+
+
+def test_estimators_of_the_chapter_equal_direct_calls(tishby):
+    x, y = (a[::8] for a in tishby)
+    seeds = [0, 1]
+    train_idx, test_idx = data.train_test_split(len(x), seeds)
+    config = train.TrainConfig(activation="relu", epochs=20, snapshots=5, lr=4e-3)
+    run = train.train(x, y, train_idx, test_idx, config, seeds, progress=False)
+    quantised = train.train(x, y, train_idx, test_idx, dataclasses.replace(config, quantise_bits=4), seeds, progress=False)
+    k = 2
+    planes = infoplane.estimate(run, x, y, [infoplane.EqualMassBins(30, 0.0), infoplane.PrecisionBins(),
+                                            infoplane.Kraskov()], [k], progress=False)
+    exact = infoplane.estimate(quantised, x, y, [infoplane.QuantisedCodes(4)], [k], progress=False)["quantised"]
+    acts = run.ensemble(k, device="cpu").forward(torch.as_tensor(x))
+    q_acts = quantised.ensemble(k, device="cpu").forward(torch.as_tensor(x))
+    for seed in seeds:
+        for l, a in enumerate(acts):
+            last = l == len(acts) - 1
+            edges = mi.equal_mass_edges(a[seed], 30, low=0.0)
+            assert planes["equal_mass"].i_xt[seed, 0, l] == pytest.approx(mi.binned(a[seed], y, bins=edges).i_xt, abs=1e-12)
+            assert planes["precision"].i_ty[seed, 0, l] == pytest.approx(mi.binned_precision(a[seed], y).i_ty, abs=1e-12)
+            assert planes["kraskov"].i_xt[seed, 0, l] == pytest.approx(mi.kraskov_entropy(a[seed]), abs=1e-9)
+            # the trainer's quantised layers are their own codes: as many symbols as distinct rows
+            codes = mi.quantise(q_acts[l][seed], 4, (0.0, 1.0) if last else None)
+            assert exact.i_xt[seed, 0, l] == pytest.approx(mi.discrete(codes, y).i_xt, abs=1e-12)
+            if not last:
+                assert exact.i_xt[seed, 0, l] == pytest.approx(mi.binned_precision(q_acts[l][seed], y).i_xt, abs=1e-12)
+    assert np.isnan(planes["kraskov"].i_ty).all()
+
+
+def test_estimator_study_in_worker_processes_equals_one_process(tmp_path, monkeypatch):
+    from ibutils import experiments
+
+    configs = {"tanh": train.TrainConfig(epochs=6, snapshots=4), "relu": train.TrainConfig(activation="relu", epochs=6, snapshots=4),
+               "tanh, 4-bit": train.TrainConfig(epochs=6, snapshots=4, quantise_bits=4)}
+    settings = experiments.EstimatorSettings(snapshots=3, noise_vars=(0.1,), bin_sweep=(30,))
+    seeds = [2, 0, 5]
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "one"))
+    one = experiments.estimator_study(configs, seeds, settings=settings, progress=False, workers=1)
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "two"))
+    two = experiments.estimator_study(configs, seeds, settings=settings, progress=False, workers=2)
+    again = experiments.estimator_study(configs, seeds, settings=settings, progress=False, workers=2)  # cached
+    for name in configs:
+        assert set(one[name].planes) == set(two[name].planes)
+        for plane in one[name].planes:
+            for study in (two, again):
+                np.testing.assert_array_equal(study[name].planes[plane].i_xt, one[name].planes[plane].i_xt)
+                np.testing.assert_array_equal(study[name].planes[plane].i_ty, one[name].planes[plane].i_ty)
+    assert set(one["tanh, 4-bit"].planes) == {"paper", "quantised"}
+    assert {"kde_upper_0.1", "kraskov", "net_input", "precision", "equal_mass", "bins_30"} < set(one["relu"].planes)
+    matrix = experiments.verdict_matrix(one, ["paper", "kraskov", "quantised"])
+    assert matrix["rows"] == list(configs) and np.isnan(matrix["hidden"][0][2]) and matrix["hidden_verdict"][0][2] == "n/a"
+    assert not np.isnan(matrix["hidden"][2][2])
+    series = one["relu"].series()
+    assert np.shape(series["kraskov"]["i_xt"]) == (6, len(one["relu"].snapshots))
