@@ -206,7 +206,7 @@ class EstimatorSettings:
     """What `estimator_study` measures, beyond the paper's binning that `tishby_nets` does.
 
     `snapshots`: about this many log-spaced snapshots are measured (`infoplane.snapshot_subset`).
-    KDE bounds at each of `noise_vars`; Kraskov entropy with `kraskov_k`, `kraskov_eps`;
+    KDE bounds at each of `noise_vars` (none if empty); Kraskov entropy with `kraskov_k`, `kraskov_eps`;
     `net_input_bins` bins on `net_input_range` of the net inputs; machine precision;
     `equal_mass_bins` adaptive bins; and for each count in `bin_sweep`, that many equal bins on
     each seed's [min, max] over all hidden layers and snapshots (the softmax on [0, 1]).
@@ -230,7 +230,7 @@ class EstimatorSettings:
         low = {"tanh": -1.0, "softsign": -1.0, "relu": 0.0, "softplus": 0.0, "sigmoid": 0.0}.get(run.config.activation)
         ranges = infoplane.activity_range(run, x) if self.bin_sweep else None
         return [
-            infoplane.KDE(tuple(self.noise_vars)),
+            *([infoplane.KDE(tuple(self.noise_vars))] if self.noise_vars else []),
             infoplane.Kraskov(self.kraskov_k, self.kraskov_eps),
             infoplane.UniformBins("net_input", self.net_input_bins, self.net_input_range, self.net_input_range,
                                   net_input=True),

@@ -73,6 +73,15 @@ def fake_quantise_(h: torch.Tensor, bits: int) -> torch.Tensor:
     the codes of `ibutils.mi.quantise` up to ties at exact half-steps. A model whose layer is
     constant keeps its values (one level).
     """
+    if h.device.type == "cpu" and h.is_contiguous():  # NumPy: torch.aminmax over a batch was 100x slower here
+        a = h.numpy()
+        lo = a.min(axis=(1, 2), keepdims=True)
+        step = (a.max(axis=(1, 2), keepdims=True) - lo) / (2**bits - 1)
+        step[step <= 0] = 1
+        np.subtract(a, lo, out=a)
+        np.rint(np.divide(a, step, out=a), out=a)
+        np.add(np.multiply(a, step, out=a), lo, out=a)
+        return h
     lo, hi = torch.aminmax(h.reshape(len(h), -1), dim=1)
     step = hi.sub_(lo).div_(2**bits - 1)
     step = torch.where(step > 0, step, torch.ones_like(step))[:, None, None]
