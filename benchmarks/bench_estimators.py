@@ -30,20 +30,22 @@ from scipy import special
 
 from ibutils import mi
 
-FULL = dict(n_bits=12, widths=(10, 20), layers=50, kraskov_layers=5, mnist=(10_000, 1024))
+FULL = dict(n_bits=12, widths=(10, 20), layers=50, kraskov_layers=4, mnist=(10_000, 1024))
 SMOKE = dict(n_bits=7, widths=(4, 6), layers=3, kraskov_layers=2, mnist=(300, 64))
 NOISE_VARS = [0.1, 1e-3]
 BINS = 30
 
 
-def best(fn, repeats: int):
-    """(result, best wall time in s) over `repeats` calls."""
-    times, result = [], None
+def interleaved(fns, repeats: int):
+    """(results, best times in s) of the functions `fns`, called in turn `repeats` times, so that
+    a machine busy with other work slows them alike."""
+    times, results = [[] for _ in fns], [None for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return result, min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return results, [min(t) for t in times]
 
 
 def layers(n_bits: int, width: int, count: int, activation: str = "tanh") -> np.ndarray:
@@ -133,27 +135,20 @@ class Table:
 
 
 def kde_rows(table, t, y, repeats, label):
-    flat = lambda sweep: np.array([[*b.upper, *b.lower] for b in sweep])  # noqa: E731
-    base, t_base = best(lambda: np.array(previous_kde_sweep(t, y, NOISE_VARS)), 1)
-    for precision, tolerance in (("float64", 1e-9), ("float32", 1e-4)):
-        ours, t_ours = best(lambda: flat(mi.kde_sweep(t, y, NOISE_VARS, precision=precision)), repeats)
-        table.row(f"KDE sweep {NOISE_VARS}, {label}, {precision}", t_ours, t_base, np.abs(ours - base).max(),
+    """The KDE sweep before issue 13 against ours with float64 and with float32 kernels."""
+    def ours(precision):
+        return lambda: np.array([[*b.upper, *b.lower] for b in mi.kde_sweep(t, y, NOISE_VARS, precision=precision)])
+
+    (base, *results), (t_base, *times) = interleaved(
+        [lambda: np.array(previous_kde_sweep(t, y, NOISE_VARS)), ours("float64"), ours("float32")], repeats)
+    for precision, result, t_ours, tolerance in zip(("float64", "float32"), results, times, (1e-9, 1e-4)):
+        table.row(f"KDE sweep {NOISE_VARS}, {label}, {precision}", t_ours, t_base, np.abs(result - base).max(),
                   tolerance)
-
-
-def kraskov_row(table, ts, repeats):
-    ours, t_ours = best(lambda: mi.kraskov_entropy(ts), repeats)
-    start = time.perf_counter()
-    base = np.array([brute_force_kraskov(t) for t in ts])
-    t_base = (time.perf_counter() - start) / len(ts)
-    table.row(f"Kraskov entropy, {ts.shape[-2]} x {ts.shape[-1]}, per layer", t_ours / len(ts), t_base,
-              np.abs(ours - base).max(), 1e-9)
 
 
 def batched_row(table, name, ours_fn, base_fn, n_layers, repeats, tolerance):
     """A batched estimator against a per-layer loop; both return per-layer numbers [layers, ...]."""
-    ours, t_ours = best(ours_fn, repeats)
-    base, t_base = best(base_fn, 1)
+    (ours, base), (t_ours, t_base) = interleaved([ours_fn, base_fn], repeats)
     table.row(f"{name}, per layer", t_ours / n_layers, t_base / n_layers,
               float(np.abs(np.asarray(ours, np.float64) - np.asarray(base, np.float64)).max()), tolerance)
 
@@ -184,7 +179,7 @@ def binning_rows(table, size, repeats):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds), for CI")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours per row (best counts)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side per row (best counts)")
     args = parser.parse_args()
     size, repeats = (SMOKE, 1) if args.smoke else (FULL, args.repeats)
     torch.set_num_threads(1)
@@ -198,8 +193,9 @@ def main() -> int:
     rng = np.random.default_rng(2)  # a wide low-rank tanh layer, like a hidden layer of the MNIST net
     t = np.tanh(rng.normal(size=(n_mnist, 8)) @ rng.normal(size=(8, width)) * 0.05).astype(np.float32)
     kde_rows(table, t, rng.integers(0, 10, size=n_mnist), 1, f"N = {n_mnist} x {width}")
-    for width in size["widths"][:1]:
-        kraskov_row(table, layers(size["n_bits"], width, size["kraskov_layers"]), repeats)
+    ts = layers(size["n_bits"], size["widths"][0], size["kraskov_layers"])
+    batched_row(table, f"Kraskov entropy, {ts.shape[1]} x {ts.shape[2]}", lambda: mi.kraskov_entropy(ts),
+                lambda: [brute_force_kraskov(t) for t in ts], len(ts), 1, 1e-9)
     binning_rows(table, size, repeats)
     if table.failed:
         print("DISAGREEMENT: " + "; ".join(table.failed), file=sys.stderr)
