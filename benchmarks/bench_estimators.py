@@ -7,8 +7,8 @@ Each row times ours and a baseline in this one process, on one torch thread, on 
 tanh (or ReLU) activity of the 4,096 12-bit patterns, and prints their ratio and the largest
 difference between them (bits, or the edges themselves). Baselines:
 
-- KDE: the float64 code of `mi.kde_sweep` before issue 13 (row blocks of the whole distance
-  matrix, both kernels by exp), against ours in float64 and in the default float32 kernels;
+- KDE: the float64 code of `mi.kde_sweep` before issue 13 (blocks of rows against the whole
+  distance matrix, both kernels by exp), against ours in float64 and in the default float32 kernels;
   noise variances 0.1 and 1e-3, as the chapter sweeps them; and once at the MNIST size.
 - Kraskov: the full distance matrix in NumPy and `np.partition`, one layer at a time.
 - Equal-mass edges, precision binning, quantised codes: `np.unique` per layer, then the
@@ -67,27 +67,32 @@ def labels(n: int) -> np.ndarray:
 
 def previous_kde_sweep(t: np.ndarray, y: np.ndarray, noise_vars) -> list[list[float]]:
     """[i_xt upper, i_ty upper, i_xt lower, i_ty lower] per variance: `mi.kde_sweep` as it was
-    before issue 13 (float64, blocks of rows against all N columns, both kernels by exp)."""
-    sizes, y = np.unique(y, return_counts=True)[1], np.unique(y, return_inverse=True)[1]
-    order = np.argsort(y, kind="stable")
-    h, y = t.astype(np.float64)[order], y[order]
-    h -= h.mean(0)
-    n, ends = len(h), np.cumsum(sizes)
-    blocks = [slice(end - size, end) for size, end in zip(sizes, ends)]
-    sq = (h * h).sum(1)
-    log_sums = np.zeros((len(noise_vars), 2, 2))
-    for start in range(0, n, max(1, 2**20 // n)):
-        rows = slice(start, start + max(1, 2**20 // n))
-        dist = np.maximum(sq[rows, None] + sq[None, :] - 2.0 * (h[rows] @ h.T), 0.0)
-        dist[:, rows][np.diag_indices(dist.shape[0])] = 0.0
+    before issue 13 (commit e83de39, the same torch and NumPy calls): float64, blocks of 2**20 / N
+    rows against all N columns, both kernels by exp."""
+    labels, class_sizes = torch.unique(torch.as_tensor(y), return_inverse=True, return_counts=True)[1:]
+    labels, order = labels.sort(stable=True)
+    ends = class_sizes.cumsum(0).tolist()
+    blocks = [slice(end - size, end) for size, end in zip(class_sizes.tolist(), ends)]
+    h = torch.as_tensor(t).to(torch.float64)[order]
+    h = h - h.mean(0)
+    n, sq_norms, step = len(h), (h * h).sum(1), max(1, 2**20 // len(h))
+    log_sums = torch.zeros(len(noise_vars), 2, 2, dtype=torch.float64)
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        dist = (sq_norms[rows, None] + sq_norms[None, :] - 2.0 * (h[rows] @ h.T)).clamp_(min=0.0)
+        dist[:, rows].fill_diagonal_(0.0)
+        kernel = torch.empty_like(dist)
         for v, var in enumerate(noise_vars):
             for k, denominator in enumerate((2 * var, 8 * var)):
-                per_class = np.stack([np.exp(-dist[:, b] / denominator).sum(1) for b in blocks], 1)
-                log_sums[v, k, 0] += np.log(per_class.sum(1)).sum()
-                log_sums[v, k, 1] += np.log(per_class[np.arange(len(per_class)), y[rows]]).sum()
-    i_xt = (np.log(n) - log_sums[..., 0] / n) / np.log(2)
-    i_ty = i_xt + (log_sums[..., 1] / n - (sizes * np.log(sizes)).sum() / n) / np.log(2)
-    return [[i_xt[v, 0], i_ty[v, 0], i_xt[v, 1], i_ty[v, 1]] for v in range(len(noise_vars))]
+                torch.mul(dist, -1.0 / denominator, out=kernel)
+                np.exp(kernel.numpy(), out=kernel.numpy())
+                per_class = torch.stack([kernel[:, block].sum(1) for block in blocks], 1)
+                log_sums[v, k, 0] += per_class.sum(1).log_().sum()
+                log_sums[v, k, 1] += per_class.gather(1, labels[rows, None]).log_().sum()
+    sizes = class_sizes.to(torch.float64)
+    i_xt = (math.log(n) - log_sums[..., 0] / n) / math.log(2)
+    i_ty = i_xt + (log_sums[..., 1] / n - (sizes * sizes.log()).sum() / n) / math.log(2)
+    return [[i_xt[v, 0].item(), i_ty[v, 0].item(), i_xt[v, 1].item(), i_ty[v, 1].item()] for v in range(len(noise_vars))]
 
 
 def brute_force_kraskov(t: np.ndarray, k: int = 2, eps: float = 1e-16) -> float:
