@@ -93,7 +93,7 @@ def previous_kde_sweep(t: np.ndarray, y: np.ndarray, noise_vars) -> list[list[fl
     sizes = class_sizes.to(torch.float64)
     i_xt = (math.log(n) - log_sums[..., 0] / n) / math.log(2)
     i_ty = i_xt + (log_sums[..., 1] / n - (sizes * sizes.log()).sum() / n) / math.log(2)
-    return [[i_xt[v, 0].item(), i_ty[v, 0].item(), i_xt[v, 1].item(), i_ty[v, 1].item()] for v in range(len(noise_vars))]
+    return torch.stack([i_xt, i_ty], -1).reshape(len(noise_vars), 4).tolist()  # [KL i_xt, i_ty, BD i_xt, i_ty]
 
 
 def brute_force_kraskov(t: np.ndarray, k: int = 2, eps: float = 1e-16) -> float:
