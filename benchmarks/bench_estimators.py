@@ -1,4 +1,4 @@
-"""The estimators of the estimator chapter (issue 13), ours against straightforward NumPy code.
+"""The estimators of the estimator chapter (issue 13), ours against straightforward baselines.
 
     .venv/bin/python benchmarks/bench_estimators.py           # full sizes (about 2 minutes)
     .venv/bin/python benchmarks/bench_estimators.py --smoke   # tiny sizes, for CI: ours and the baselines agree
