@@ -1,4 +1,4 @@
-"""The estimators of the estimator chapter (issue 13), ours against straightforward NumPy code.
+"""The estimators of the estimator chapter (issue 13), ours against straightforward baselines.
 
     .venv/bin/python benchmarks/bench_estimators.py           # full sizes (about 2 minutes)
     .venv/bin/python benchmarks/bench_estimators.py --smoke   # tiny sizes, for CI: ours and the baselines agree
@@ -7,9 +7,10 @@ Each row times ours and a baseline in this one process, on one torch thread, on 
 tanh (or ReLU) activity of the 4,096 12-bit patterns, and prints their ratio and the largest
 difference between them (bits, or the edges themselves). Baselines:
 
-- KDE: the float64 code of `mi.kde_sweep` before issue 13 (row blocks of the whole distance
-  matrix, both kernels by exp), against ours in float64 and in the default float32 kernels;
-  noise variances 0.1 and 1e-3, as the chapter sweeps them; and once at the MNIST size.
+- KDE: the float64 code of `mi.kde_sweep` before issue 13 (blocks of rows against the whole
+  distance matrix, both kernels by exp), against ours in float64 and in the default float32
+  kernels; noise variance 0.1 alone, and 0.1 with 1e-3 as the chapter sweeps them; once at
+  the MNIST size.
 - Kraskov: the full distance matrix in NumPy and `np.partition`, one layer at a time.
 - Equal-mass edges, precision binning, quantised codes: `np.unique` per layer, then the
   plug-in information of the rows by `np.unique(axis=0)`.
@@ -30,20 +31,22 @@ from scipy import special
 
 from ibutils import mi
 
-FULL = dict(n_bits=12, widths=(10, 20), layers=50, kraskov_layers=5, mnist=(10_000, 1024))
+FULL = dict(n_bits=12, widths=(10, 20), layers=50, kraskov_layers=4, mnist=(10_000, 1024))
 SMOKE = dict(n_bits=7, widths=(4, 6), layers=3, kraskov_layers=2, mnist=(300, 64))
 NOISE_VARS = [0.1, 1e-3]
 BINS = 30
 
 
-def best(fn, repeats: int):
-    """(result, best wall time in s) over `repeats` calls."""
-    times, result = [], None
+def interleaved(fns, repeats: int):
+    """(results, best times in s) of the functions `fns`, called in turn `repeats` times, so that
+    a machine busy with other work slows them alike."""
+    times, results = [[] for _ in fns], [None for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return result, min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return results, [min(t) for t in times]
 
 
 def layers(n_bits: int, width: int, count: int, activation: str = "tanh") -> np.ndarray:
@@ -65,27 +68,32 @@ def labels(n: int) -> np.ndarray:
 
 def previous_kde_sweep(t: np.ndarray, y: np.ndarray, noise_vars) -> list[list[float]]:
     """[i_xt upper, i_ty upper, i_xt lower, i_ty lower] per variance: `mi.kde_sweep` as it was
-    before issue 13 (float64, blocks of rows against all N columns, both kernels by exp)."""
-    sizes, y = np.unique(y, return_counts=True)[1], np.unique(y, return_inverse=True)[1]
-    order = np.argsort(y, kind="stable")
-    h, y = t.astype(np.float64)[order], y[order]
-    h -= h.mean(0)
-    n, ends = len(h), np.cumsum(sizes)
-    blocks = [slice(end - size, end) for size, end in zip(sizes, ends)]
-    sq = (h * h).sum(1)
-    log_sums = np.zeros((len(noise_vars), 2, 2))
-    for start in range(0, n, max(1, 2**20 // n)):
-        rows = slice(start, start + max(1, 2**20 // n))
-        dist = np.maximum(sq[rows, None] + sq[None, :] - 2.0 * (h[rows] @ h.T), 0.0)
-        dist[:, rows][np.diag_indices(dist.shape[0])] = 0.0
+    before issue 13 (commit e83de39, the same torch and NumPy calls): float64, blocks of 2**20 / N
+    rows against all N columns, both kernels by exp."""
+    labels, class_sizes = torch.unique(torch.as_tensor(y), return_inverse=True, return_counts=True)[1:]
+    labels, order = labels.sort(stable=True)
+    ends = class_sizes.cumsum(0).tolist()
+    blocks = [slice(end - size, end) for size, end in zip(class_sizes.tolist(), ends)]
+    h = torch.as_tensor(t).to(torch.float64)[order]
+    h = h - h.mean(0)
+    n, sq_norms, step = len(h), (h * h).sum(1), max(1, 2**20 // len(h))
+    log_sums = torch.zeros(len(noise_vars), 2, 2, dtype=torch.float64)
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        dist = (sq_norms[rows, None] + sq_norms[None, :] - 2.0 * (h[rows] @ h.T)).clamp_(min=0.0)
+        dist[:, rows].fill_diagonal_(0.0)
+        kernel = torch.empty_like(dist)
         for v, var in enumerate(noise_vars):
             for k, denominator in enumerate((2 * var, 8 * var)):
-                per_class = np.stack([np.exp(-dist[:, b] / denominator).sum(1) for b in blocks], 1)
-                log_sums[v, k, 0] += np.log(per_class.sum(1)).sum()
-                log_sums[v, k, 1] += np.log(per_class[np.arange(len(per_class)), y[rows]]).sum()
-    i_xt = (np.log(n) - log_sums[..., 0] / n) / np.log(2)
-    i_ty = i_xt + (log_sums[..., 1] / n - (sizes * np.log(sizes)).sum() / n) / np.log(2)
-    return [[i_xt[v, 0], i_ty[v, 0], i_xt[v, 1], i_ty[v, 1]] for v in range(len(noise_vars))]
+                torch.mul(dist, -1.0 / denominator, out=kernel)
+                np.exp(kernel.numpy(), out=kernel.numpy())
+                per_class = torch.stack([kernel[:, block].sum(1) for block in blocks], 1)
+                log_sums[v, k, 0] += per_class.sum(1).log_().sum()
+                log_sums[v, k, 1] += per_class.gather(1, labels[rows, None]).log_().sum()
+    sizes = class_sizes.to(torch.float64)
+    i_xt = (math.log(n) - log_sums[..., 0] / n) / math.log(2)
+    i_ty = i_xt + (log_sums[..., 1] / n - (sizes * sizes.log()).sum() / n) / math.log(2)
+    return torch.stack([i_xt, i_ty], -1).reshape(len(noise_vars), 4).tolist()  # [KL i_xt, i_ty, BD i_xt, i_ty]
 
 
 def brute_force_kraskov(t: np.ndarray, k: int = 2, eps: float = 1e-16) -> float:
@@ -132,28 +140,20 @@ class Table:
             self.failed.append(f"{name}: difference {difference:.1e} > {tolerance:.0e}")
 
 
-def kde_rows(table, t, y, repeats, label):
-    flat = lambda sweep: np.array([[*b.upper, *b.lower] for b in sweep])  # noqa: E731
-    base, t_base = best(lambda: np.array(previous_kde_sweep(t, y, NOISE_VARS)), 1)
-    for precision, tolerance in (("float64", 1e-9), ("float32", 1e-4)):
-        ours, t_ours = best(lambda: flat(mi.kde_sweep(t, y, NOISE_VARS, precision=precision)), repeats)
-        table.row(f"KDE sweep {NOISE_VARS}, {label}, {precision}", t_ours, t_base, np.abs(ours - base).max(),
-                  tolerance)
+def kde_rows(table, t, y, repeats, label, noise_vars):
+    """The KDE sweep before issue 13 against ours with float64 and with float32 kernels."""
+    def ours(precision):
+        return lambda: np.array([[*b.upper, *b.lower] for b in mi.kde_sweep(t, y, noise_vars, precision=precision)])
 
-
-def kraskov_row(table, ts, repeats):
-    ours, t_ours = best(lambda: mi.kraskov_entropy(ts), repeats)
-    start = time.perf_counter()
-    base = np.array([brute_force_kraskov(t) for t in ts])
-    t_base = (time.perf_counter() - start) / len(ts)
-    table.row(f"Kraskov entropy, {ts.shape[-2]} x {ts.shape[-1]}, per layer", t_ours / len(ts), t_base,
-              np.abs(ours - base).max(), 1e-9)
+    (base, *results), (t_base, *times) = interleaved(
+        [lambda: np.array(previous_kde_sweep(t, y, noise_vars)), ours("float64"), ours("float32")], repeats)
+    for precision, result, t_ours, tolerance in zip(("float64", "float32"), results, times, (1e-9, 1e-4)):
+        table.row(f"KDE {noise_vars}, {label}, {precision}", t_ours, t_base, np.abs(result - base).max(), tolerance)
 
 
 def batched_row(table, name, ours_fn, base_fn, n_layers, repeats, tolerance):
     """A batched estimator against a per-layer loop; both return per-layer numbers [layers, ...]."""
-    ours, t_ours = best(ours_fn, repeats)
-    base, t_base = best(base_fn, 1)
+    (ours, base), (t_ours, t_base) = interleaved([ours_fn, base_fn], repeats)
     table.row(f"{name}, per layer", t_ours / n_layers, t_base / n_layers,
               float(np.abs(np.asarray(ours, np.float64) - np.asarray(base, np.float64)).max()), tolerance)
 
@@ -184,7 +184,7 @@ def binning_rows(table, size, repeats):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds), for CI")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours per row (best counts)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side per row (best counts)")
     args = parser.parse_args()
     size, repeats = (SMOKE, 1) if args.smoke else (FULL, args.repeats)
     torch.set_num_threads(1)
@@ -193,13 +193,15 @@ def main() -> int:
     n = 2**size["n_bits"]
     for width in size["widths"]:
         t = layers(size["n_bits"], width, 3)[1]  # a middle gain: neither spread out nor saturated
-        kde_rows(table, t, labels(n), repeats, f"N = {n} x {width}")
+        for noise_vars in ([0.1], NOISE_VARS):
+            kde_rows(table, t, labels(n), repeats, f"N = {n} x {width}", noise_vars)
     n_mnist, width = size["mnist"]
     rng = np.random.default_rng(2)  # a wide low-rank tanh layer, like a hidden layer of the MNIST net
     t = np.tanh(rng.normal(size=(n_mnist, 8)) @ rng.normal(size=(8, width)) * 0.05).astype(np.float32)
-    kde_rows(table, t, rng.integers(0, 10, size=n_mnist), 1, f"N = {n_mnist} x {width}")
-    for width in size["widths"][:1]:
-        kraskov_row(table, layers(size["n_bits"], width, size["kraskov_layers"]), repeats)
+    kde_rows(table, t, rng.integers(0, 10, size=n_mnist), 1, f"N = {n_mnist} x {width}", NOISE_VARS)
+    ts = layers(size["n_bits"], size["widths"][0], size["kraskov_layers"])
+    batched_row(table, f"Kraskov entropy, {ts.shape[1]} x {ts.shape[2]}", lambda: mi.kraskov_entropy(ts),
+                lambda: [brute_force_kraskov(t) for t in ts], len(ts), 1, 1e-9)
     binning_rows(table, size, repeats)
     if table.failed:
         print("DISAGREEMENT: " + "; ".join(table.failed), file=sys.stderr)
