@@ -240,6 +240,20 @@ class EstimatorSettings:
         ]
 
 
+def plane_label(name: str) -> str:
+    """A reader's label for a plane name of `estimator_study` ("kde_upper_0.1" -> "KDE upper, σ² = 0.1")."""
+    fixed = {"paper": "bins (paper)", "kraskov": "Kraskov k-NN", "net_input": "net-input bins",
+             "precision": "machine precision", "equal_mass": "equal-mass bins", "quantised": "exact (8-bit)"}
+    if name in fixed:
+        return fixed[name]
+    if name.startswith("kde_"):
+        _, bound, variance = name.split("_")
+        return f"KDE {bound}, σ² = {variance}"
+    if name.startswith("bins_"):
+        return f"{name[5:]} bins"
+    return name
+
+
 @dataclass
 class EstimatorStudyResult:
     """One trained ensemble measured by many estimators on the same snapshots.

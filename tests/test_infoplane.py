@@ -246,5 +246,6 @@ def test_estimator_study_in_worker_processes_equals_one_process(tmp_path, monkey
     matrix = experiments.verdict_matrix(one, ["paper", "kraskov", "quantised"])
     assert matrix["rows"] == list(configs) and np.isnan(matrix["hidden"][0][2]) and matrix["hidden_verdict"][0][2] == "n/a"
     assert not np.isnan(matrix["hidden"][2][2])
+    assert experiments.plane_label("kde_lower_0.001") == "KDE lower, σ² = 0.001"
     series = one["relu"].series()
     assert np.shape(series["kraskov"]["i_xt"]) == (6, len(one["relu"].snapshots))
