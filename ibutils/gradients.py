@@ -211,6 +211,22 @@ class Recorder:
                                      for w in self._net.weights], -1))
         self._moments = []
 
+    def state_dict(self) -> dict:
+        """What has been recorded, as plain data, between epochs (for `train`'s checkpoints)."""
+        if self._moments:
+            raise ValueError("a Recorder's state can be taken only between epochs, not while it collects gradients")
+        return {"mode": self.mode, "chunk": self.chunk, "epoch": self._epoch, "epochs": list(self._epochs),
+                "stats": self._stats, "norms": self._norms}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` of a recorder with the same mode and chunk."""
+        if (state["mode"], state["chunk"]) != (self.mode, self.chunk):
+            raise ValueError(f"state is of a recorder with mode {state['mode']!r} and chunk {state['chunk']}, "
+                             f"not {self.mode!r} and {self.chunk}")
+        self._net, self._epoch, self._moments = None, state["epoch"], []
+        self._epochs = list(state["epochs"])
+        self._stats, self._norms = list(state["stats"]), list(state["norms"])
+
     def trajectory(self) -> Trajectory:
         """The statistics recorded so far (`[seeds, K, layers]` arrays, see `Trajectory`)."""
         if not self._epochs:
