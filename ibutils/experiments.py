@@ -2,7 +2,9 @@
 
 Each function trains, estimates, and returns plain arrays; the result is cached on disk by
 its settings (`ibutils.results.cached`), so re-running a chapter to change a figure costs
-seconds. Chapters call these and keep only narrative, parameters and figures.
+seconds. Long trainings checkpoint into the run cache, so a call interrupted by Ctrl-C or a
+kill resumes where it stopped, with the same results. Chapters call these and keep only
+narrative, parameters and figures.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class TishbyNetResult:
     """One activation's ensemble on the 12-bit task: the run's metrics and its binned plane.
 
     `run.params` is dropped (the plane holds what was computed from it); `seconds` times the
-    training (with the gradient statistics) and the binning. `gradient_stats` holds every
+    training (with the gradient statistics) and the binning, in the call that finished them
+    (after a resume from a checkpoint, the part trained in that call). `gradient_stats` holds every
     layer's gradient statistics when asked for (`tishby_net(..., gradient_stats=...)`), else None.
     """
 
@@ -291,7 +294,8 @@ class MnistNetResult:
     `binned_i_xt`, `binned_i_ty` are `[snapshots, layers]` bits (floor bins of `bin_width`);
     `gradient_stats` the per-minibatch gradient statistics at the snapshot epochs (SPEC 2.6).
     `test_rows` are the indices of the test images the estimates used; `seconds["total"]` times
-    the whole call (training, with the estimates made at each snapshot).
+    the whole call (training, with the estimates made at each snapshot; after a resume from a
+    checkpoint, the part done in that call).
     """
 
     run: train.Run

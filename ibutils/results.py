@@ -8,6 +8,11 @@ Claims are computed from the run with `check`, never typed in.
 The results folder is `$IBUTILS_RESULTS_DIR` if set (the book's executor sets it to
 `_build/results`), else `_build/results` under the current folder's repository root
 (the nearest parent holding `_toc.yml`), else `./_build/results`.
+
+The run cache (`cached`, `cache_path`, `load_cached`, `save_cached`) keeps computed values as
+`ibutils.store` files under `cache_dir()`, keyed by their settings and the source of the code
+that computed them, with the training checkpoints of values being computed beside them
+(`checkpoint_name`, `remove_checkpoints`).
 """
 
 from __future__ import annotations
