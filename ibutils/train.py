@@ -384,6 +384,27 @@ def _digest(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def _state(net: Ensemble, opt, generators: list[torch.Generator], record: dict, kept: list | None) -> dict:
+    """The state of a run between epochs, as plain data: parameters, optimiser, generators, the
+    metrics recorded so far (`[snapshots, seeds]` per key) and the parameters kept (or None)."""
+    return {"params": net.params, "optimizer": opt.state_dict(), "generators": [g.get_state() for g in generators],
+            "record": {key: np.stack(values) for key, values in record.items()},
+            "kept": torch.stack(kept) if kept is not None else None}
+
+
+def _load_state(state: dict, net: Ensemble, opt, generators: list[torch.Generator], record: dict,
+                kept: list | None) -> None:
+    """Put `_state`'s `state` back into the run's objects, in place."""
+    net.params.copy_(state["params"])
+    opt.load_state_dict(state["optimizer"])
+    for generator, generator_state in zip(generators, state["generators"]):
+        generator.set_state(generator_state)
+    for key, values in state["record"].items():
+        record[key][:] = list(values)
+    if kept is not None:
+        kept[:] = list(state["kept"])
+
+
 class _Checkpoints:
     """A run's checkpoint file: written at the end of an epoch once `every` seconds have passed
     since the last one (or the start), read back when a run with the same `fingerprint` starts.
@@ -411,7 +432,7 @@ class _Checkpoints:
             store.notice(f"checkpoint {exc}; training from the start")
             return None
         if state.get("fingerprint") != self.fingerprint:
-            store.notice(f"checkpoint {self.path} is of another run (settings, data or code); training from the start")
+            store.notice(f"checkpoint {self.path} is of another run (settings, seeds, data or hooks); training from the start")
             return None
         for owner, hook_state in zip(self.owners, state["hooks"]):
             owner.load_state_dict(hook_state)
@@ -542,22 +563,11 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
                    "data": _digest(x, y, train_idx, test_idx) if checkpoint is not None else None}
     checkpoints = _Checkpoints(checkpoint, checkpoint_every, fingerprint, (*on_snapshot, *on_batch))
 
-    def state(epoch: int, next_snap: int) -> dict:
-        return {"epoch": epoch, "next_snap": next_snap, "params": net.params, "optimizer": opt.state_dict(),
-                "generators": [g.get_state() for g in generators],
-                "record": {key: np.stack(values) for key, values in record.items()},
-                "kept": torch.stack(kept) if keep_params else None}
-
+    run_objects = (net, opt, generators, record, kept if keep_params else None)
     resumed = checkpoints.restore(config.epochs)
     if resumed is not None:
         start, next_snap = resumed["epoch"], resumed["next_snap"]
-        net.params.copy_(resumed["params"])
-        opt.load_state_dict(resumed["optimizer"])
-        for g, generator_state in zip(generators, resumed["generators"]):
-            g.set_state(generator_state)
-        for key, values in resumed["record"].items():
-            record[key][:] = list(values)
-        kept[:] = list(resumed["kept"]) if keep_params else []
+        _load_state(resumed, *run_objects)
     else:
         if on_batch:  # the initial network: one pass of minibatches without updates, for the hooks
             # its own generators, so the training shuffles do not depend on whether hooks are given
@@ -581,7 +591,7 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         if at_snapshot:
             snapshot(epoch)
             next_snap += 1
-        checkpoints.save_if_due(lambda: state(epoch, next_snap))
+        checkpoints.save_if_due(lambda: {"epoch": epoch, "next_snap": next_snap, **_state(*run_objects)})
 
     return Run(config=config, seeds=seeds, sizes=sizes, epochs=snap_epochs,
                params=torch.stack(kept) if keep_params else None,
