@@ -271,9 +271,10 @@ class _SnapshotEstimates:
 
     def state_dict(self) -> dict:
         """The estimates so far, as plain data (for `train`'s checkpoints)."""
-        return {"kde": self.kde, "binned": self.binned}
+        return {"kde": np.asarray(self.kde, dtype=np.float64), "binned": np.asarray(self.binned, dtype=np.float64)}
 
     def load_state_dict(self, state: dict) -> None:
+        # one [layers * noise_vars, bound, quantity] and one [layers, quantity] array per snapshot
         self.kde, self.binned = list(state["kde"]), list(state["binned"])
 
     def planes(self) -> tuple[list[KDEPlane], np.ndarray, np.ndarray]:

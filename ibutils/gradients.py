@@ -212,11 +212,11 @@ class Recorder:
         self._moments = []
 
     def state_dict(self) -> dict:
-        """What has been recorded, as plain data, between epochs (for `train`'s checkpoints)."""
-        if self._moments:
-            raise ValueError("a Recorder's state can be taken only between epochs, not while it collects gradients")
+        """The statistics recorded so far, as plain data, for `train`'s checkpoints, which take it
+        at the end of an epoch: gradients that no `on_snapshot` has turned into statistics yet are
+        not part of it."""
         return {"mode": self.mode, "chunk": self.chunk, "epoch": self._epoch, "epochs": list(self._epochs),
-                "stats": self._stats, "norms": self._norms}
+                "stats": np.asarray(self._stats, dtype=np.float64), "norms": np.asarray(self._norms, dtype=np.float64)}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict()` of a recorder with the same mode and chunk."""
@@ -225,7 +225,7 @@ class Recorder:
                              f"not {self.mode!r} and {self.chunk}")
         self._net, self._epoch, self._moments = None, state["epoch"], []
         self._epochs = list(state["epochs"])
-        self._stats, self._norms = list(state["stats"]), list(state["norms"])
+        self._stats, self._norms = list(state["stats"]), list(state["norms"])  # [layers, 3, seeds], [seeds, layers]
 
     def trajectory(self) -> Trajectory:
         """The statistics recorded so far (`[seeds, K, layers]` arrays, see `Trajectory`)."""

@@ -257,8 +257,10 @@ def write_bytes(path: Path | str, data: bytes) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # an OSError, or Ctrl-C in the middle of the write
         tmp.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         reason = exc.strerror or str(exc)
         if exc.errno == errno.ENOSPC:
             reason += "; free some space, or point IBUTILS_CACHE_DIR / IBUTILS_RESULTS_DIR elsewhere"
