@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ibutils import data, experiments, gradients, store, train
 from test_cache import assert_identical
