@@ -174,7 +174,7 @@ def test_hooks_without_state_turn_checkpoints_off(problem, tmp_path, capsys):
 
 # --- kill -9 of a whole experiment -------------------------------------------------------------
 
-KILLED_CONFIG = train.TrainConfig(hidden=(10, 7, 5, 4, 3), epochs=300, snapshots=6)
+KILLED_CONFIG = train.TrainConfig(hidden=(10, 7, 5, 4, 3), epochs=150, snapshots=6)
 
 SCRIPT = textwrap.dedent("""
     import dataclasses, hashlib, sys, time
@@ -307,7 +307,7 @@ def _entry_digest(cache: Path) -> str:
 
 @pytest.mark.parametrize("workers, plan", [
     (1, ["after start", "stall .ckpt.", "after checkpoint", "after checkpoint", "stall .entry."]),
-    (2, ["after checkpoint", "stall .ckpt.", "stall .entry."]),
+    (2, ["after checkpoint", "stall .entry."]),  # each start costs three interpreters: fewer kills
 ])
 def test_killed_experiment_resumes_to_identical_results(tmp_path, uninterrupted, workers, plan):
     """SIGKILL at seeded random moments (a random delay after the start or after a checkpoint
@@ -341,6 +341,6 @@ def test_killed_experiment_resumes_to_identical_results(tmp_path, uninterrupted,
     errors.append("".join(final.stderr))
     text = "".join(errors)
     assert "recomputing" not in text and "training from the start" not in text, text
-    assert text.count("resuming from checkpoint") >= 2, text
+    assert text.count("resuming from checkpoint") >= 3, text
     assert _entry_digest(cache) == _entry_digest(reference_cache)
     assert [p.name for p in cache.iterdir()] == [p.name for p in reference_cache.iterdir()]
