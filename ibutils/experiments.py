@@ -62,6 +62,7 @@ def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list
             else:
                 os.environ[name] = value
 
+
 def _checkpoint_args(entry, part, every: float | None) -> dict:
     """The checkpoint arguments of a unit of work (`part` of the value cached at `entry`)."""
     return {} if every is None else {"checkpoint": results.checkpoint_name(entry, part), "checkpoint_every": every}

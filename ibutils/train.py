@@ -489,6 +489,8 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
     Minibatches: each epoch, each seed shuffles its training rows and takes consecutive
     batches of `config.batch_size` (the last one smaller); `None` is full batch.
     """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)) or not checkpoint_every >= 0:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

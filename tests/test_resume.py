@@ -163,6 +163,12 @@ def test_a_damaged_checkpoint_is_reported_and_training_starts_over(problem, tmp_
     assert_identical(run, reference)
 
 
+@pytest.mark.parametrize("every", [-1.0, float("nan"), "60", None, True])
+def test_checkpoint_every_must_be_seconds(problem, tmp_path, every):
+    with pytest.raises(ValueError, match="checkpoint_every must be a number of seconds >= 0"):
+        train.train(*problem, ADAM, [0, 1, 2], progress=False, checkpoint=tmp_path / "run.ckpt", checkpoint_every=every)
+
+
 def test_hooks_without_state_turn_checkpoints_off(problem, tmp_path, capsys):
     x, y, train_idx, test_idx = problem
     epochs = []
