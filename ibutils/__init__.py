@@ -11,6 +11,7 @@ Modules, one concept each:
 - `ibutils.toy`: the exact binned information of the three-neuron model.
 - `ibutils.linear`: exact information and generalisation of deep linear student-teacher networks.
 - `ibutils.results`: checked claims, the results JSON of a chapter, the run cache.
+- `ibutils.store`: the run cache's files: plain data, checksummed, written atomically, loaded without pickle.
 - `ibutils.plots`: the figure style and the figure functions.
 - `ibutils.widgets`: pre-rendered sliders for the static site, live controls in a kernel.
 - `ibutils.scoreboard`, `ibutils.sitedata`, `ibutils.execute`: building the book and its site.

@@ -2,7 +2,9 @@
 
 Each function trains, estimates, and returns plain arrays; the result is cached on disk by
 its settings (`ibutils.results.cached`), so re-running a chapter to change a figure costs
-seconds. Chapters call these and keep only narrative, parameters and figures.
+seconds. Long trainings checkpoint into the run cache, so a call interrupted by Ctrl-C or a
+kill resumes where it stopped, with the same results. Chapters call these and keep only
+narrative, parameters and figures.
 """
 
 from __future__ import annotations
@@ -60,13 +62,25 @@ def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list
             else:
                 os.environ[name] = value
 
+
+def _checkpoint_args(entry, part, every: float | None) -> dict:
+    """The checkpoint arguments of a unit of work (`part` of the value cached at `entry`)."""
+    return {} if every is None else {"checkpoint": results.checkpoint_name(entry, part), "checkpoint_every": every}
+
+
+def _checkpointing(checkpoint: str | None, every: float) -> dict:
+    """`train.train`'s checkpoint arguments for a unit given a checkpoint file name in the run cache."""
+    return {} if checkpoint is None else {"checkpoint": results.cache_dir() / checkpoint, "checkpoint_every": every}
+
+
 @dataclass
 class TishbyNetResult:
     """One activation's ensemble on the 12-bit task: the run's metrics and its binned plane.
 
     `run.params` keeps every snapshot's parameters (about 13 MB for 50 seeds at 218 snapshots),
     so other estimators can measure the same networks later (`estimator_study`); `seconds` times
-    the training (with the gradient statistics) and the binning. `gradient_stats` holds every
+    the training (with the gradient statistics) and the binning, in the call that finished them
+    (after a resume from a checkpoint, the part trained in that call). `gradient_stats` holds every
     layer's gradient statistics when asked for (`tishby_net(..., gradient_stats=...)`), else None.
     """
 
@@ -102,11 +116,15 @@ class TishbyNetResult:
     @classmethod
     def compute(cls, config: train.TrainConfig, seeds: Sequence[int], train_fraction: float,
                 binning: infoplane.Binning, gradient_stats: str | None, data_path, progress: bool,
-                threads: int | None = None) -> "TishbyNetResult":
+                threads: int | None = None, checkpoint: str | None = None,
+                checkpoint_every: float = train.CHECKPOINT_EVERY_S) -> "TishbyNetResult":
         """`tishby_net` for one group of seeds, in this process and without the cache.
 
         `threads` sets torch's CPU threads for the whole computation (training alone always
-        uses one); a worker process of `tishby_net` passes 1.
+        uses one); a worker process of `tishby_net` passes 1. `checkpoint` names a file in this
+        machine's run cache (`results.cache_dir()`) that the training saves its state in every
+        `checkpoint_every` seconds and resumes from (`train.train`); the result does not depend
+        on whether it did.
         """
         if threads is not None:
             torch.set_num_threads(threads)
@@ -115,7 +133,8 @@ class TishbyNetResult:
         recorder = gradients.Recorder(gradient_stats) if gradient_stats is not None else None
         hooks = {"on_batch": [recorder.on_batch], "on_snapshot": [recorder.on_snapshot]} if recorder else {}
         started = time.time()
-        run = train.train(x, y, train_idx, test_idx, config, seeds, progress=progress, **hooks)
+        run = train.train(x, y, train_idx, test_idx, config, seeds, progress=progress, **hooks,
+                          **_checkpointing(checkpoint, checkpoint_every))
         trained = time.time()
         plane = infoplane.binned_plane(run, x, y, hidden=binning, progress=progress)
         seconds = {"training": round(trained - started, 2), "binning": round(time.time() - trained, 2)}
@@ -143,7 +162,8 @@ class TishbyNetResult:
 
 def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fraction: float = 0.8,
                binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
-               data_path=None, progress: bool = True, workers: int | None = 1) -> TishbyNetResult:
+               data_path=None, progress: bool = True, workers: int | None = 1,
+               checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> TishbyNetResult:
     """Train `config` for every seed on its random `train_fraction` split of the 12-bit task
     and bin every layer at every snapshot on all 4096 patterns (Saxe et al. Fig. 1A/B, 5, 7).
 
@@ -151,15 +171,18 @@ def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fractio
     `gradient_stats`, "minibatch" or "sample", also records every layer's gradient statistics
     at the snapshot epochs (`gradients.Recorder`, SPEC 2.6; Fig. 20) into the result's
     `gradient_stats`. `workers` > 1 splits the seeds into that many groups, each trained and
-    binned in its own process (see `tishby_nets`).
+    binned in its own process (see `tishby_nets`). `checkpoint_every` is the seconds of training
+    between checkpoints (see `tishby_nets`).
     """
     return tishby_nets({"": config}, seeds, train_fraction=train_fraction, binning=binning,
-                       gradient_stats=gradient_stats, data_path=data_path, progress=progress, workers=workers)[""]
+                       gradient_stats=gradient_stats, data_path=data_path, progress=progress, workers=workers,
+                       checkpoint_every=checkpoint_every)[""]
 
 
 def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
                 binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
-                data_path=None, progress: bool = True, workers: int | None = 1) -> dict[str, TishbyNetResult]:
+                data_path=None, progress: bool = True, workers: int | None = 1,
+                checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> dict[str, TishbyNetResult]:
     """`tishby_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
     cached on its own as `tishby_net` caches it; returns the results under the same names.
 
@@ -169,6 +192,12 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     split into groups. The results are the same as one worker's, bit for bit; the progress bars
     are then not shown. None means one worker per CPU core this process may run on, or 1 when
     a GPU is present. `binning` None is the paper's rule for each configuration's activation.
+
+    Interrupted runs resume: each group of seeds saves its training state every `checkpoint_every`
+    seconds (None: never) beside its cache entry (`results.checkpoint_name`), and a call after
+    Ctrl-C or a kill continues each group from its last checkpoint, with the same results bit for
+    bit; the checkpoints are removed once the entry is saved. A group resumes only when the seeds
+    are grouped as before (the same `workers`); otherwise it starts over, with the same results.
     """
     seeds = [int(s) for s in seeds]
     if gradient_stats is not None and gradient_stats not in gradients.MODES:
@@ -192,10 +221,12 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     quiet = workers > 1 and len(parts) > 1  # progress bars of several processes would interleave
     pieces = _in_processes(TishbyNetResult.compute, [
         ((settings[name][0], group, train_fraction, settings[name][1], gradient_stats, data_path,
-          progress and not quiet), {}) for name, group in parts], workers)
+          progress and not quiet), _checkpoint_args(paths[name], group, checkpoint_every)) for name, group in parts],
+        workers)
     for name in todo:
         joined = TishbyNetResult.join([piece for (owner, _), piece in zip(parts, pieces) if owner == name])
         done[name] = results.save_cached(paths[name], joined)
+        results.remove_checkpoints(paths[name])
     return done
 
 
@@ -405,6 +436,14 @@ class _SnapshotEstimates:
         self.kde.append([bounds for t in layers for bounds in mi.kde_sweep(t, self.y, self.noise_vars)])
         self.binned.append([mi.binned_floor(t, self.y, self.bin_width) for t in layers])
 
+    def state_dict(self) -> dict:
+        """The estimates so far, as plain data (for `train`'s checkpoints)."""
+        return {"kde": np.asarray(self.kde, dtype=np.float64), "binned": np.asarray(self.binned, dtype=np.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        # one [layers * noise_vars, bound, quantity] and one [layers, quantity] array per snapshot
+        self.kde, self.binned = list(state["kde"]), list(state["binned"])
+
     def planes(self) -> tuple[list[KDEPlane], np.ndarray, np.ndarray]:
         """One `KDEPlane` per noise variance, and binned I(X;T), I(T;Y) `[snapshots, layers]`."""
         kde = np.asarray(self.kde, dtype=np.float64)  # [K, layers * V, bound, quantity]
@@ -423,7 +462,8 @@ class MnistNetResult:
     `binned_i_xt`, `binned_i_ty` are `[snapshots, layers]` bits (floor bins of `bin_width`);
     `gradient_stats` the per-minibatch gradient statistics at the snapshot epochs (SPEC 2.6).
     `test_rows` are the indices of the test images the estimates used; `seconds["total"]` times
-    the whole call (training, with the estimates made at each snapshot).
+    the whole call (training, with the estimates made at each snapshot; after a resume from a
+    checkpoint, the part done in that call).
     """
 
     run: train.Run
@@ -464,7 +504,8 @@ class MnistNetResult:
 
 def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None = None, samples: int = 10_000,
               noise_var: float = 0.1, sensitivity: Sequence[float] = (), bin_width: float = 0.5,
-              data_path=None, progress: bool = True) -> MnistNetResult:
+              data_path=None, progress: bool = True,
+              checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
     """Train one MNIST network and estimate every layer's information at every snapshot
     (Saxe et al. Fig. 1C-D, 9, 10; SPEC E3).
 
@@ -472,16 +513,20 @@ def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None =
     `n_train` training images (None: all 60,000; else a seeded random subset) and is measured on
     `samples` test images (10,000: all of them; else a seeded subset): KDE bounds at `noise_var`
     and at each variance in `sensitivity` (from the same activations), floor binning of width
-    `bin_width`, and per-minibatch gradient statistics. Uses CUDA when present.
+    `bin_width`, and per-minibatch gradient statistics. Uses CUDA when present. Training saves a
+    checkpoint every `checkpoint_every` seconds (None: never) and an interrupted call resumes
+    from it (see `mnist_nets`).
     """
     return mnist_nets({"": config}, seed, n_train=n_train, samples=samples, noise_var=noise_var,
-                      sensitivity=sensitivity, bin_width=bin_width, data_path=data_path, progress=progress)[""]
+                      sensitivity=sensitivity, bin_width=bin_width, data_path=data_path, progress=progress,
+                      checkpoint_every=checkpoint_every)[""]
 
 
 def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_train: int | None = None,
                samples: int = 10_000, noise_var: float = 0.1, sensitivity: Sequence[float] = (),
                bin_width: float = 0.5, data_path=None, progress: bool = True,
-               workers: int | None = 1) -> dict[str, MnistNetResult]:
+               workers: int | None = 1,
+               checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> dict[str, MnistNetResult]:
     """`mnist_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
     cached on its own; returns the results under the same names.
 
@@ -489,6 +534,12 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     process each, on one CPU thread each (progress bars are then not shown). None means one
     worker per CPU core, or 1 when a GPU is present. A worker's results equal this process's up
     to rounding: NumPy's BLAS splits the large products differently on one thread.
+
+    Each network saves its training state (with the estimates made so far) every
+    `checkpoint_every` seconds (None: never) beside its cache entry; a call after Ctrl-C or a
+    kill resumes from there, with the same results bit for bit as an uninterrupted call in the
+    same setting (a checkpoint made in a worker process resumes only in one, as their rounding
+    differs). The checkpoint is removed once the entry is saved.
     """
     seed, workers = int(seed), _resolve_workers(workers)
     train_images, test_images = data.MNIST_SHAPES["train-images-idx3-ubyte"][0], data.MNIST_SHAPES["t10k-images-idx3-ubyte"][0]
@@ -509,16 +560,19 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     todo = [name for name, value in done.items() if value is None]
     quiet = workers > 1 and len(todo) > 1
     computed = _in_processes(_mnist_net, [
-        ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet), {})
-        for name in todo], workers)
+        ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet),
+         _checkpoint_args(paths[name], {"worker process": quiet}, checkpoint_every)) for name in todo], workers)
     for name, value in zip(todo, computed):
         done[name] = results.save_cached(paths[name], value)
+        results.remove_checkpoints(paths[name])
     return done
 
 
 def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int, noise_vars: tuple[float, ...],
-               bin_width: float, data_path, progress: bool, threads: int | None = None) -> MnistNetResult:
-    """`mnist_net` in this process, without the cache (`threads`: torch's CPU threads, if given)."""
+               bin_width: float, data_path, progress: bool, threads: int | None = None,
+               checkpoint: str | None = None, checkpoint_every: float = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
+    """`mnist_net` in this process, without the cache (`threads`: torch's CPU threads, if given;
+    `checkpoint`, `checkpoint_every` as for `TishbyNetResult.compute`)."""
     if threads is not None:
         torch.set_num_threads(threads)
     started = time.time()
@@ -535,7 +589,7 @@ def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int,
     recorder = gradients.Recorder("minibatch")
     run = train.train(x, y, train_idx, test_idx, config, [seed], keep_params=False,
                       on_snapshot=[estimates, recorder.on_snapshot], on_batch=[recorder.on_batch],
-                      progress=progress)
+                      progress=progress, **_checkpointing(checkpoint, checkpoint_every))
     planes, binned_i_xt, binned_i_ty = estimates.planes()
     seconds = {"total": round(time.time() - started, 2)}
     return MnistNetResult(run, infoplane.layer_names(run.sizes), planes, bin_width, binned_i_xt,

@@ -16,8 +16,12 @@ activations of every layer.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass, field, replace
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,10 +29,12 @@ import torch
 from tqdm.auto import tqdm
 
 import ibutils
+from ibutils import store
 
 ACTIVATIONS = ("tanh", "relu", "softsign", "softplus", "sigmoid", "linear")
 INITS = ("fan_in", "fan_out", "glorot")
 OPTIMIZERS = ("adam", "sgd")
+CHECKPOINT_EVERY_S = 120.0  # default seconds of training between two checkpoints
 
 
 def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
@@ -351,6 +357,14 @@ class _Adam:
         torch.sqrt(self.v, out=self.denom).div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps)
         self.params.addcdiv_(self.m, self.denom, value=-self.lr / (1 - b1 ** self.t))
 
+    def state_dict(self) -> dict:
+        return {"m": self.m, "v": self.v, "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.m.copy_(state["m"])
+        self.v.copy_(state["v"])
+        self.t = state["t"]
+
 
 class _SGD:
     def __init__(self, params, grad, lr):
@@ -358,6 +372,12 @@ class _SGD:
 
     def step(self):
         self.params.add_(self.grad, alpha=-self.lr)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 @dataclass
@@ -434,11 +454,98 @@ def _take_columns(table: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return table.index_select(1, columns)
 
 
+def _hook_owners(hooks: Sequence[Callable]) -> list | None:
+    """The distinct objects behind `hooks` (a bound method's object, else the hook itself), or
+    None when one of them has no `state_dict()` / `load_state_dict(state)`."""
+    owners = []
+    for hook in hooks:
+        owner = getattr(hook, "__self__", hook)
+        if not (callable(getattr(owner, "state_dict", None)) and callable(getattr(owner, "load_state_dict", None))):
+            return None
+        if not any(owner is seen for seen in owners):
+            owners.append(owner)
+    return owners
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' shapes, dtypes and values: which data a run trains on."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(f"{tuple(t.shape)} {t.dtype};".encode())
+        digest.update(memoryview(np.ascontiguousarray(t.cpu().numpy())).cast("B"))
+    return digest.hexdigest()
+
+
+def _state(net: Ensemble, opt, generators: list[torch.Generator], record: dict, kept: list | None) -> dict:
+    """The state of a run between epochs, as plain data: parameters, optimiser, generators, the
+    metrics recorded so far (`[snapshots, seeds]` per key) and the parameters kept (or None)."""
+    return {"params": net.params, "optimizer": opt.state_dict(), "generators": [g.get_state() for g in generators],
+            "record": {key: np.stack(values) for key, values in record.items()},
+            "kept": torch.stack(kept) if kept is not None else None}
+
+
+def _load_state(state: dict, net: Ensemble, opt, generators: list[torch.Generator], record: dict,
+                kept: list | None) -> None:
+    """Put `_state`'s `state` back into the run's objects, in place."""
+    net.params.copy_(state["params"])
+    opt.load_state_dict(state["optimizer"])
+    for generator, generator_state in zip(generators, state["generators"]):
+        generator.set_state(generator_state)
+    for key, values in state["record"].items():
+        record[key][:] = list(values)
+    if kept is not None:
+        kept[:] = list(state["kept"])
+
+
+class _Checkpoints:
+    """A run's checkpoint file: written at the end of an epoch once `every` seconds have passed
+    since the last one (or the start), read back when a run with the same `fingerprint` starts.
+
+    Off (`path` None) when no path is given or when a hook cannot save its state.
+    """
+
+    def __init__(self, path, every: float, fingerprint: dict, hooks: Sequence[Callable]):
+        self.path, self.every = (Path(path) if path is not None else None), every
+        self.owners = _hook_owners(hooks)
+        if self.path is not None and self.owners is None:
+            store.notice(f"no checkpoints for {self.path.name}: a hook has no state_dict / load_state_dict")
+            self.path = None
+        hook_types = [f"{type(owner).__module__}.{type(owner).__qualname__}" for owner in self.owners or ()]
+        self.fingerprint = {**fingerprint, "hooks": hook_types}
+        self.last = time.monotonic()
+
+    def restore(self, epochs: int) -> dict | None:
+        """The saved state (its hooks' states already loaded), or None to train from the start."""
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            state = store.read(self.path)
+        except store.CorruptFile as exc:
+            store.notice(f"checkpoint {exc}; training from the start")
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            store.notice(f"checkpoint {self.path} is of another run (settings, seeds, data or hooks); training from the start")
+            return None
+        for owner, hook_state in zip(self.owners, state["hooks"]):
+            owner.load_state_dict(hook_state)
+        store.notice(f"resuming from checkpoint {self.path.name} after epoch {state['epoch']} of {epochs}")
+        return state
+
+    def save_if_due(self, state: Callable[[], dict]) -> None:
+        """Write `state()` (and the hooks' states) if `every` seconds have passed since the last write."""
+        if self.path is None or time.monotonic() - self.last < self.every:
+            return
+        hooks = [owner.state_dict() for owner in self.owners]
+        store.write(self.path, {"fingerprint": self.fingerprint, **state(), "hooks": hooks})
+        self.last = time.monotonic()
+
+
 def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
           device: torch.device | str | None = None, keep_params: bool = True,
           on_snapshot: Sequence[Callable[[int, list[torch.Tensor]], None]] = (),
           on_batch: Sequence[Callable[[int, Ensemble, torch.Tensor, torch.Tensor], None]] = (),
-          threads: int | None = 1, progress: bool = True) -> Run:
+          threads: int | None = 1, progress: bool = True,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: float = CHECKPOINT_EVERY_S) -> Run:
     """Train one model per seed on its own rows of (`x`, `y`) and record snapshots.
 
     Parameters
@@ -459,19 +566,35 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
         the default: these layers are so small that a second thread gained 6% on a quiet
         2-core machine and cost up to 10x on a loaded one.
 
+    checkpoint : a file to save the run's state in (`ibutils.store` format: checksummed, written
+        atomically) at the end of an epoch once `checkpoint_every` seconds of training have passed
+        since the last save, and at the end of training if as long has passed. A run whose
+        checkpoint file holds the state of the same run (same config, seeds, data, device, hooks)
+        resumes from it, with results bit-for-bit identical to an uninterrupted run's; a damaged
+        or foreign file is reported in one line and training starts over. The state is the
+        parameters, the optimiser's (Adam's m, v and step count), every seed's shuffling generator,
+        the epoch, the metrics and kept parameters so far, and the `state_dict()` of every hook's
+        object (a bound method's `__self__`, else the hook): each must have `state_dict()` and
+        `load_state_dict(state)`, or no checkpoints are made (said in one line). The caller
+        removes the file once it has stored the result.
+
     Minibatches: each epoch, each seed shuffles its training rows and takes consecutive
     batches of `config.batch_size` (the last one smaller); `None` is full batch.
     """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)) or not checkpoint_every >= 0:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress)
+        return _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress,
+                      checkpoint, checkpoint_every)
     finally:
         torch.set_num_threads(previous)
 
 
-def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress) -> Run:
+def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress,
+           checkpoint, checkpoint_every) -> Run:
     device = torch.device(device) if device is not None else ibutils.default_device()
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
     y = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=device)
@@ -531,17 +654,27 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         for hook in on_snapshot:
             hook(epoch, acts)
 
-    if on_batch:  # the initial network: one pass of minibatches without updates, for the hooks
-        # its own generators, so the training shuffles do not depend on whether hooks are given
-        initial = [torch.Generator().manual_seed(s + 2_000_003) for s in seeds]
-        for x_batch, onehot_batch in minibatches(shuffled(initial) if shuffle else epoch_table):
-            net.backward(x_batch, onehot_batch)
-            for hook in on_batch:
-                hook(0, net, x_batch, onehot_batch)
-    snapshot(0)
-    next_snap = 1
-    for epoch in tqdm(range(1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
-                      disable=not progress, mininterval=1.0):
+    fingerprint = {"config": asdict(config), "seeds": seeds, "keep_params": keep_params, "device": device.type,
+                   "data": _digest(x, y, train_idx, test_idx) if checkpoint is not None else None}
+    checkpoints = _Checkpoints(checkpoint, checkpoint_every, fingerprint, (*on_snapshot, *on_batch))
+
+    run_objects = (net, opt, generators, record, kept if keep_params else None)
+    resumed = checkpoints.restore(config.epochs)
+    if resumed is not None:
+        start, next_snap = resumed["epoch"], resumed["next_snap"]
+        _load_state(resumed, *run_objects)
+    else:
+        if on_batch:  # the initial network: one pass of minibatches without updates, for the hooks
+            # its own generators, so the training shuffles do not depend on whether hooks are given
+            initial = [torch.Generator().manual_seed(s + 2_000_003) for s in seeds]
+            for x_batch, onehot_batch in minibatches(shuffled(initial) if shuffle else epoch_table):
+                net.backward(x_batch, onehot_batch)
+                for hook in on_batch:
+                    hook(0, net, x_batch, onehot_batch)
+        snapshot(0)
+        start, next_snap = 0, 1
+    for epoch in tqdm(range(start + 1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
+                      initial=start, total=config.epochs, disable=not progress, mininterval=1.0):
         if shuffle:
             epoch_table = shuffled(generators)
         at_snapshot = next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]
@@ -553,6 +686,7 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         if at_snapshot:
             snapshot(epoch)
             next_snap += 1
+        checkpoints.save_if_due(lambda: {"epoch": epoch, "next_snap": next_snap, **_state(*run_objects)})
 
     return Run(config=config, seeds=seeds, sizes=sizes, epochs=snap_epochs,
                params=torch.stack(kept) if keep_params else None,
