@@ -62,9 +62,14 @@ chapter: $(STAMP)
 pagetest: $(STAMP)
 	$(BIN)/python -m pytest tests/site $(PYTEST_ARGS)
 
+# pip's output goes to a log; when it fails (offline: no package index), one line says how to go on.
 $(LAB_STAMP): pyproject.toml | $(STAMP)
-	$(BIN)/python -m pip install -e '.[dev,lab]'
-	touch $@
+	@echo "installing JupyterLab (the lab extra) into $(VENV) ..."
+	@$(BIN)/python -m pip install -e '.[dev,lab]' > $(VENV)/lab-install.log 2>&1 || { echo "make lab: could not \
+	install JupyterLab (the 'lab' extra, jupyterlab==4.6.6): pip reached no package index that has it (offline?); \
+	connect and run make lab again, or install it from wheels you have: $(BIN)/python -m pip install --no-index \
+	--find-links DIR -e '.[dev,lab]' (pip's log: $(VENV)/lab-install.log)" >&2; exit 1; }
+	@touch $@
 
 # Chapters opened here run top to bottom in the paper profile unless the parameters cell says
 # profile = "quick"; their results JSON goes to _build/results, as with `make chapter`.

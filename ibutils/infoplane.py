@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ibutils import mi
+from ibutils.progress import phase, progress_bar
 from ibutils.train import Run
 
 BOUNDED = ("tanh", "softsign", "sigmoid")
@@ -84,7 +84,7 @@ def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int | None, desc: str, pr
     net = run.ensemble(0, device=x.device)
     if chunk is None:
         chunk = max(1, 2**21 // (len(run.seeds) * x.shape[0] * max(run.sizes[1:])))
-    for start in tqdm(range(0, len(run.epochs), chunk), desc=desc, disable=not progress, mininterval=1.0):
+    for start in progress_bar(range(0, len(run.epochs), chunk), desc=desc, unit="chunk", show=progress):
         ks = range(start, min(start + chunk, len(run.epochs)))
         per_snapshot = []
         for k in ks:
@@ -106,6 +106,7 @@ def activity_range(run: Run, x, chunk: int | None = None, progress: bool = False
     return torch.stack([lo, hi], 1).numpy()
 
 
+@phase("estimating")
 def binned_plane(run: Run, x, y, hidden: Binning | None = None, output: Binning = TANH_BINNING,
                  chunk: int | None = None, progress: bool = True) -> InformationPlane:
     """Binned I(X;T) and I(T;Y) of every layer of every seed at every snapshot of `run`.

@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import ibutils
+from ibutils.progress import phase, progress_bar
 
 ACTIVATIONS = ("tanh", "relu", "softsign", "softplus", "sigmoid", "linear")
 INITS = ("fan_in", "fan_out", "glorot")
@@ -342,6 +342,7 @@ def _take_columns(table: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return table.index_select(1, columns)
 
 
+@phase("training")
 def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
           device: torch.device | str | None = None, keep_params: bool = True,
           on_snapshot: Sequence[Callable[[int, list[torch.Tensor]], None]] = (),
@@ -447,8 +448,8 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
                 hook(0, net, x_batch, onehot_batch)
     snapshot(0)
     next_snap = 1
-    for epoch in tqdm(range(1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
-                      disable=not progress, mininterval=1.0):
+    for epoch in progress_bar(range(1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
+                              unit="epoch", show=progress):
         if shuffle:
             epoch_table = shuffled(generators)
         at_snapshot = next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]

@@ -30,6 +30,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from ibutils.progress import phase
+
 # Runs in the browser on every slider move: the frame index is the C-order index of the inputs'
 # positions; the readout next to each input shows its value's label.
 _ONINPUT = (
@@ -116,6 +118,7 @@ class Slider:
         return f"Slider({shape}; {len(self.frames)} frames, {self.frame_bytes.sum() / 1024:.0f} KiB of PNG)"
 
 
+@phase("plotting")
 def slider(make_figure: Callable, *, dpi: int = 100, fmt: dict[str, str] | None = None,
            max_frames: int = 64, **params: Sequence) -> Slider:
     """Pre-render `make_figure(**values)` for every combination of the `params` values.
