@@ -27,7 +27,7 @@ help:
 	@echo "make test                check the notebooks and run every chapter in the quick profile"
 	@echo "make chapter NAME=01_tanh_vs_relu [PROFILE=quick]   re-run one chapter, rebuild the site"
 	@echo "make site                build _build/html from the chapters executed so far"
-	@echo "make pagetest            browser checks of the built site (needs /usr/bin/chromium)"
+	@echo "make pagetest            browser checks of the built site and of chapter 2 live in JupyterLab (Chromium)"
 	@echo "make lab                 JupyterLab on book/, to run the chapters with live widgets"
 	@echo "make clean               remove _build/"
 
@@ -59,7 +59,8 @@ chapter: $(STAMP)
 	$(BIN)/python -m ibutils run $(NAME) --profile $(PROFILE)
 	$(BIN)/python -m ibutils build
 
-pagetest: $(STAMP)
+# tests/site/test_lab.py runs a chapter in a real JupyterLab: the lab extra is needed here too.
+pagetest: $(LAB_STAMP)
 	$(BIN)/python -m pytest tests/site $(PYTEST_ARGS)
 
 # pip's output goes to a log; when it fails (offline: no package index), one line says how to go on.

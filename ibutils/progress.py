@@ -258,11 +258,10 @@ class Monitor:
     shows one status line: elapsed time, the phases open, and the bars running (their names,
     done / total with a bar, rate, time left; several bars at once are summed, their time left
     is the longest). On a terminal (`stream.isatty()`) the line is redrawn in place and erased
-    at the end; otherwise (a log, CI) it is printed as a new line every `every` seconds when
-    something changed. With `stream` None, the reports are discarded (the channel is os.devnull).
+    at the end; otherwise (a log, CI) it is printed as a new line every `every` seconds. With `stream` None, the reports are discarded (the channel is os.devnull).
     """
 
-    def __init__(self, stream: TextIO | None, every: float = 10.0, tick: float = 0.25):
+    def __init__(self, stream: TextIO | None, every: float = 15.0, tick: float = 0.25):
         self.stream, self.every, self.tick = stream, every, tick
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.bars: dict[tuple[int, int], dict] = {}
@@ -349,9 +348,9 @@ class Monitor:
                 return
             self.stream.write("\r" + line.ljust(self._width))
             self._shown, self._width = line, len(line)
-        elif text != self._shown and now - self._printed_at >= self.every:
+        elif now - self._printed_at >= self.every:
             self.stream.write(line + "\n")
-            self._shown, self._printed_at = text, now
+            self._printed_at = now
         else:
             return
         self.stream.flush()
