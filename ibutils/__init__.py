@@ -13,6 +13,8 @@ Modules, one concept each:
 - `ibutils.results`: checked claims, the results JSON of a chapter, the run cache.
 - `ibutils.plots`: the figure style and the figure functions.
 - `ibutils.widgets`: pre-rendered sliders for the static site, live controls in a kernel.
+- `ibutils.progress`: progress bars that reach the terminal of the book's runner, and the time
+  split of a run into training, estimating and plotting.
 - `ibutils.scoreboard`, `ibutils.sitedata`, `ibutils.execute`: building the book and its site.
 """
 

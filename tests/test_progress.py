@@ -161,3 +161,41 @@ def test_monitor_prints_lines_when_not_a_terminal():
 def test_monitor_without_stream_discards():
     with progress.Monitor(None) as monitor:
         assert monitor.env == {progress.CHANNEL: os.devnull}
+
+
+def test_provenance_records_the_split_and_the_box_shows_it(tmp_path, monkeypatch, clock):
+    from ibutils import results
+
+    monkeypatch.setenv("IBUTILS_RESULTS_DIR", str(tmp_path))
+    started = time.time()
+    with progress.phase("training"):
+        _busy(0.2)
+    prov = results.provenance(started)
+    split = prov["time_split_s"]
+    assert split["training"] == pytest.approx(0.2, abs=0.05)
+    assert sum(split.values()) == pytest.approx(prov["wall_time_s"], abs=0.05)
+    path = results.write("toy", "quick", {}, [], {}, prov)
+    box = results.reproducibility(path).data
+    row = box.split(">Time split<", 1)[1].split("</tr>", 1)[0]
+    assert f"training {split['training']:.1f} s" in row
+    assert all(name in row for name in ("estimating", "plotting", "other"))
+
+
+def test_figure_rendering_counts_as_plotting(clock):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    progress.time_figure_rendering()
+    progress.time_figure_rendering()  # wraps once only
+    assert not hasattr(FigureCanvasBase.print_figure.__wrapped__, "__wrapped__")
+    fig, ax = plt.subplots()
+    ax.plot(range(100_000))
+    started = time.time()
+    for _ in range(3):
+        fig.savefig(io.BytesIO(), format="png", dpi=150)
+    plt.close(fig)
+    split = progress.split(started)
+    assert split["plotting"] > 0.9 * (time.time() - started) - 0.01
