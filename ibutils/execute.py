@@ -338,7 +338,8 @@ def failure(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
     if full:
-        text += " - the disk is full: free some space (or set IBUTILS_CACHE_DIR to a folder on another disk) and run again"
+        text += (" - the disk is full: free some space (or set IBUTILS_CACHE_DIR to a folder on another disk) "
+                 "and run again")
     return text
 
 

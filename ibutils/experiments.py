@@ -171,8 +171,9 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     on one CPU thread: whole configurations when there are at least as many as workers (one
     ensemble per process is the fastest way to use the cores), else each configuration's seeds
     split into groups. The results are the same as one worker's, bit for bit; the progress bars
-    are then shown only by the book's executor. None means one worker per CPU core this process may run on, or 1 when
-    a GPU is present. `binning` None is the paper's rule for each configuration's activation.
+    are then shown only by the book's executor. None means one worker per CPU core this process
+    may run on, or 1 when a GPU is present. `binning` None is the paper's rule for each
+    configuration's activation.
     """
     seeds = [int(s) for s in seeds]
     if gradient_stats is not None and gradient_stats not in gradients.MODES:
@@ -325,9 +326,10 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     cached on its own; returns the results under the same names.
 
     `workers` > 1 trains the configurations that are not cached side by side, one spawned
-    process each, on one CPU thread each (progress bars are then shown only by the book's executor). None means one
-    worker per CPU core, or 1 when a GPU is present. A worker's results equal this process's up
-    to rounding: NumPy's BLAS splits the large products differently on one thread.
+    process each, on one CPU thread each (progress bars are then shown only by the book's
+    executor). None means one worker per CPU core, or 1 when a GPU is present. A worker's
+    results equal this process's up to rounding: NumPy's BLAS splits the large products
+    differently on one thread.
     """
     seed, workers = int(seed), _resolve_workers(workers)
     train_images, test_images = data.MNIST_SHAPES["train-images-idx3-ubyte"][0], data.MNIST_SHAPES["t10k-images-idx3-ubyte"][0]

@@ -258,7 +258,8 @@ class Monitor:
     shows one status line: elapsed time, the phases open, and the bars running (their names,
     done / total with a bar, rate, time left; several bars at once are summed, their time left
     is the longest). On a terminal (`stream.isatty()`) the line is redrawn in place and erased
-    at the end; otherwise (a log, CI) it is printed as a new line every `every` seconds. With `stream` None, the reports are discarded (the channel is os.devnull).
+    at the end; otherwise (a log, CI) it is printed as a new line every `every` seconds. With
+    `stream` None, the reports are discarded (the channel is os.devnull).
     """
 
     def __init__(self, stream: TextIO | None, every: float = 15.0, tick: float = 0.25):

@@ -218,8 +218,8 @@ def cached(name: str, config: dict, compute: Callable[[], Any], modules: Sequenc
     return value if value is not None else save_cached(path, compute())
 
 
-_PROVENANCE_SHOWN = ("wall_time_s", "time_split_s", "device", "seeds", "python", "torch", "numpy", "ibutils", "git_commit",
-                     "finished_utc")
+_PROVENANCE_SHOWN = ("wall_time_s", "time_split_s", "device", "seeds", "python", "torch", "numpy", "ibutils",
+                     "git_commit", "finished_utc")
 
 
 def _seeds_text(seeds: Any) -> str:

@@ -52,7 +52,8 @@ def _quick_copy(folder: Path) -> Path:
 def lab(tmp_path_factory):
     """JupyterLab serving a quick copy of chapter 2 on 127.0.0.1: yields (base URL, token, notebook name)."""
     if importlib.util.find_spec("jupyterlab") is None:
-        pytest.fail("JupyterLab is not installed: `make pagetest` installs the lab extra (`pip install -e '.[dev,lab]'`)")
+        pytest.fail("JupyterLab is not installed: `make pagetest` installs the lab extra "
+                    "(`pip install -e '.[dev,lab]'`)")
     home = tmp_path_factory.mktemp("lab")
     work = home / "work"
     work.mkdir()
