@@ -226,8 +226,9 @@ def kernel_env() -> dict[str, str]:
         # Runs are cached inside the build tree, so a fresh clone (CI) really trains, and
         # `make clean` forgets them.
         "IBUTILS_CACHE_DIR": os.environ.get("IBUTILS_CACHE_DIR") or str(BUILD / "cache" / "runs"),
-        # ibutils' own bars report to the executor (ibutils.progress); this switches off any other
-        # tqdm bar, which in a kernel is an ipywidget the page would show, frozen.
+        # ibutils' bars report to the executor (ibutils.progress), never to the notebook. This
+        # switches off plain tqdm bars of other code, whose text would land in the notebook; tqdm's
+        # notebook bar (tqdm.auto in a kernel) ignores it, so chapters use progress.progress_bar.
         "TQDM_DISABLE": "1",
     }
     data = data_folder()

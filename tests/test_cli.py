@@ -98,7 +98,7 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("args, expected", [
     (["run", "99"], "no chapter matches '99': name one by its number, id or notebook name (chapters: 01_tanh_vs_relu"),
     (["run", "02", "--profile", "fast"], "unknown profile 'fast': use one of quick, paper"),
-])
+], ids=["chapter", "profile"])
 def test_unknown_chapter_or_profile(args, expected):
     proc = subprocess.run([sys.executable, "-m", "ibutils", *args], env=_env(), capture_output=True, text=True)
     assert proc.returncode == 2

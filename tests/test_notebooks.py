@@ -137,6 +137,16 @@ def test_notebook_uses_the_book_style(nb):
         f"{nb.name}: call `plots.use_style()` before the first figure, so its figures match the book's")
 
 
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_bars_are_ibutils_bars(nb):
+    """A progress bar in a chapter is `ibutils.progress.progress_bar`: under the executor it reports to
+    the terminal; tqdm's own notebook bar (tqdm.auto) would be saved into the page, as a widget."""
+    doc = nbformat.read(nb, as_version=4)
+    bad = [i for i, c in enumerate(doc.cells) if c.cell_type == "code" and re.search(r"^\s*(from|import) tqdm\b",
+                                                                                       c.source, re.M)]
+    assert not bad, f"{nb.name}: cells {bad} import tqdm; use `from ibutils.progress import progress_bar`"
+
+
 # Calls that open an ipywidgets Output widget in the kernel (`widgets.live` wraps `interactive`).
 LIVE_CALLS = ("live", "interactive", "interact", "interact_manual", "Output")
 

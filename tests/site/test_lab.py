@@ -143,7 +143,7 @@ def _to_middle(page, locator) -> dict:
     pytest.fail("could not scroll the slider into view")
 
 
-_KERNEL_IDLE = """() => { const panel = window.jupyterapp.shell.currentWidget;
+_KERNEL_IDLE = """() => { const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const kernel = panel && panel.sessionContext && panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && kernel.status === 'idle'; }"""
 
