@@ -27,7 +27,7 @@ help:
 	@echo "make test                check the notebooks and run every chapter in the quick profile"
 	@echo "make chapter NAME=01_tanh_vs_relu [PROFILE=quick]   re-run one chapter, rebuild the site"
 	@echo "make site                build _build/html from the chapters executed so far"
-	@echo "make pagetest            browser checks of the built site (needs /usr/bin/chromium)"
+	@echo "make pagetest            browser checks of the built site and of chapter 2 live in JupyterLab (Chromium)"
 	@echo "make lab                 JupyterLab on book/, to run the chapters with live widgets"
 	@echo "make clean               remove _build/"
 
@@ -59,12 +59,18 @@ chapter: $(STAMP)
 	$(BIN)/python -m ibutils run $(NAME) --profile $(PROFILE)
 	$(BIN)/python -m ibutils build
 
-pagetest: $(STAMP)
+# tests/site/test_lab.py runs a chapter in a real JupyterLab: the lab extra is needed here too.
+pagetest: $(LAB_STAMP)
 	$(BIN)/python -m pytest tests/site $(PYTEST_ARGS)
 
+# pip's output goes to a log; when it fails (offline: no package index), one line says how to go on.
 $(LAB_STAMP): pyproject.toml | $(STAMP)
-	$(BIN)/python -m pip install -e '.[dev,lab]'
-	touch $@
+	@echo "installing JupyterLab (the lab extra) into $(VENV) ..."
+	@$(BIN)/python -m pip install -e '.[dev,lab]' > $(VENV)/lab-install.log 2>&1 || { echo "make lab: could not \
+	install JupyterLab (the 'lab' extra, jupyterlab==4.6.6): pip reached no package index that has it (offline?); \
+	connect and run make lab again, or install it from wheels you have: $(BIN)/python -m pip install --no-index \
+	--find-links DIR -e '.[dev,lab]' (pip's log: $(VENV)/lab-install.log)" >&2; exit 1; }
+	@touch $@
 
 # Chapters opened here run top to bottom in the paper profile unless the parameters cell says
 # profile = "quick"; their results JSON goes to _build/results, as with `make chapter`.

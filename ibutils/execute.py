@@ -10,11 +10,13 @@ The intro's scoreboard and the data lines under the figures are made from the pu
 files by the book's Sphinx extension (book/_ext/ibutils_site.py).
 
 Used by `make book`, `make chapter`, `make test` (through tests/test_notebooks.py) and
-the CLI `python -m ibutils run|build`.
+the CLI `python -m ibutils run|build` (ibutils/__main__.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -24,8 +26,9 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
-from ibutils import scoreboard
+from ibutils import progress, scoreboard
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -47,6 +50,11 @@ _STAGED_FILES = ("_config.yml", "_toc.yml")
 
 
 # ----------------------------------------------------------------------------- chapters
+class UsageError(ValueError):
+    """A mistake in what was asked for (an unknown chapter or profile, a wrong `IBUTILS_DATA`).
+    Its message says in one line what is wrong and how to fix it; the CLI prints just that."""
+
+
 def notebooks() -> list[Path]:
     """All chapter notebooks, in chapter order (their `NN_` prefix)."""
     return sorted(BOOK.glob("*.ipynb"))
@@ -74,27 +82,87 @@ def select(names: list[str] | None) -> list[Path]:
         hits = [nb for nb in nbs if key in (nb.stem, chapter_id(nb), nb.stem.split("_", 1)[0])]
         if not hits:
             known = ", ".join(nb.stem for nb in nbs) or "none"
-            raise SystemExit(f"no chapter matches {name!r} (chapters: {known})")
+            raise UsageError(f"no chapter matches {name!r}: name one by its number, id or notebook name "
+                             f"(chapters: {known})")
         chosen += [nb for nb in hits if nb not in chosen]
     return chosen
 
 
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    return profile
+
+
+def data_folder() -> Path | None:
+    """The folder the kernels read `var_u.mat` from: `$IBUTILS_DATA`, else `../shared/data` beside
+    the repository when it exists (CI); None lets the library find or download the file.
+
+    Raises UsageError when `IBUTILS_DATA` is set but names no folder, or a folder without the file.
+    """
+    from ibutils.data import TISHBY_FILE, TISHBY_URL
+
+    given = os.environ.get("IBUTILS_DATA")
+    if not given:
+        shared = ROOT.parent / "shared" / "data"
+        return shared.resolve() if shared.is_dir() else None
+    folder = Path(given).expanduser().resolve()  # kernels run in book/
+    if not folder.is_dir():
+        raise UsageError(f"IBUTILS_DATA={given} is not a folder: set it to the folder that holds {TISHBY_FILE}, "
+                         "or unset it to let the book download the file")
+    if not (folder / TISHBY_FILE).is_file():
+        raise UsageError(f"IBUTILS_DATA={given} holds no {TISHBY_FILE}: put the file there (from {TISHBY_URL}), "
+                         "or unset IBUTILS_DATA to let the book download it")
+    return folder
+
+
 # ------------------------------------------------------------------------------ staging
 PLACEHOLDER_TAG = "ibutils-placeholder"
+# A chapter being executed is written here, beside its place in the mirror, and renamed into place
+# when complete; Jupyter Book ignores these names (papermill wants .ipynb or .json), and `stage`
+# clears those a killed run left.
+_PARTIAL = ".{name}.partial.json"
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _read_copy(path: Path):
+    """The notebook at `path` in the mirror, or None, reported in one line, when it is not a
+    complete notebook (cut short by a killed run of an older version, or damaged)."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, ValueError) as exc:  # NotJSONError, a truncated or undecodable file
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"{_shown(path)}: not a complete notebook ({type(exc).__name__}: {first[:100]}); "
+              "treated as not executed", file=sys.stderr, flush=True)
+        return None
+
+
+def _write_copy(doc, path: Path) -> None:
+    """Write notebook `doc` to `path` atomically (a temporary file, then a rename)."""
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        nbformat.write(doc, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def executed(nb: Path | str) -> bool:
-    """Whether the mirror holds an executed copy of chapter `nb` (not the placeholder `stage` puts there)."""
-    import nbformat
-
+    """Whether the mirror holds an executed copy of chapter `nb` (not the placeholder `stage` puts
+    there, nor a file that is not a complete notebook)."""
     copy = SRC / "book" / Path(nb).name
     if not copy.exists():
         return False
-    try:
-        doc = nbformat.read(copy, as_version=4)
-    except (OSError, ValueError):  # being written by a run right now: not a placeholder
-        return True
-    return not any(PLACEHOLDER_TAG in c.metadata.get("tags", []) for c in doc.cells)
+    doc = _read_copy(copy)
+    return doc is not None and not any(PLACEHOLDER_TAG in c.metadata.get("tags", []) for c in doc.cells)
 
 
 def _placeholder(nb: Path, dst: Path) -> None:
@@ -110,8 +178,7 @@ def _placeholder(nb: Path, dst: Path) -> None:
     # after the title cell, so the page keeps its heading
     at = 1 if doc.cells and doc.cells[0].cell_type == "markdown" else 0
     doc.cells.insert(at, note)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(doc, dst)
+    _write_copy(doc, dst)
 
 
 def stage(fresh: bool = True) -> Path:
@@ -120,7 +187,8 @@ def stage(fresh: bool = True) -> Path:
     fresh=True wipes the mirror's `book/` first (a full run). fresh=False refreshes the
     config and text files but keeps chapters already executed there (a single-chapter
     run). Either way, every chapter without an executed copy gets its unexecuted source
-    with a note, so that the toc is complete and the site builds.
+    with a note, so that the toc is complete and the site builds, and the partial files of
+    killed runs are removed.
     """
     SRC.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -138,6 +206,8 @@ def stage(fresh: bool = True) -> Path:
     for old in (SRC / "book").glob("*.ipynb"):  # chapters removed from book/
         if old.name not in sources:
             old.unlink()
+    for leftover in [*(SRC / "book").glob(_PARTIAL.format(name="*")), *(SRC / "book").glob(".*.ipynb.*.tmp")]:
+        leftover.unlink(missing_ok=True)
     for nb in notebooks():
         if not executed(nb):  # (re)write, so that a placeholder follows its edited source
             _placeholder(nb, SRC / "book" / nb.name)
@@ -146,33 +216,52 @@ def stage(fresh: bool = True) -> Path:
 
 # ---------------------------------------------------------------------------- execution
 def kernel_env() -> dict[str, str]:
-    """Environment variables the chapter kernels need; also applied to os.environ."""
+    """Environment variables the chapter kernels need; also applied to os.environ.
+
+    Raises UsageError for a wrong `IBUTILS_DATA` (see `data_folder`)."""
     env = {
         # An inherited MPLBACKEND=Agg would silently drop every figure from the book.
         "MPLBACKEND": MPL_INLINE,
         "IBUTILS_RESULTS_DIR": str(RESULTS),
         # Runs are cached inside the build tree, so a fresh clone (CI) really trains, and
         # `make clean` forgets them.
-        "IBUTILS_CACHE_DIR": os.environ.get("IBUTILS_CACHE_DIR") or str(ROOT / "_build" / "cache" / "runs"),
-        # tqdm.auto bars are ipywidgets in a kernel: the site would ship their state and the
-        # widget JavaScript for bars nobody can watch.
+        "IBUTILS_CACHE_DIR": os.environ.get("IBUTILS_CACHE_DIR") or str(BUILD / "cache" / "runs"),
+        # ibutils' bars report to the executor (ibutils.progress), never to the notebook. This
+        # switches off plain tqdm bars of other code, whose text would land in the notebook; tqdm's
+        # notebook bar (tqdm.auto in a kernel) ignores it, so chapters use progress.progress_bar.
         "TQDM_DISABLE": "1",
     }
-    data = os.environ.get("IBUTILS_DATA")
-    if data:
-        env["IBUTILS_DATA"] = str(Path(data).expanduser().resolve())  # kernels run in book/
-    elif (ROOT.parent / "shared" / "data").is_dir():
-        env["IBUTILS_DATA"] = str((ROOT.parent / "shared" / "data").resolve())
+    data = data_folder()
+    if data is not None:
+        env["IBUTILS_DATA"] = str(data)
     os.environ.update(env)
     return env
+
+
+# The kernel's messages travel over local TCP: encrypt them (CurveZMQ keys made by the kernel
+# manager), which also keeps ipykernel from warning about plain-text TCP on every start.
+_KERNEL_CONFIG = {"KernelManager": {"transport_encryption": "required"}}
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    """`os.environ` with `values` set (kernels inherit it), restored afterwards."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _tag_injected(path: Path) -> None:
     """Hide papermill's injected `# Parameters` cell on the site (tag `remove-cell`)."""
     import nbformat
 
-    if not path.exists():
-        return
     doc = nbformat.read(path, as_version=4)
     changed = False
     for cell in doc.cells:
@@ -184,56 +273,131 @@ def _tag_injected(path: Path) -> None:
         nbformat.write(doc, path)
 
 
-def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAULT_TIMEOUT) -> Path:
+def run_one(nb: Path | str, profile: str = "paper", timeout: int | None = DEFAULT_TIMEOUT,
+            status: TextIO | None = None) -> Path:
     """Execute one chapter into the mirror; raises on any cell error.
 
-    The kernel runs with cwd = `book/` and `profile` injected as a papermill parameter.
-    Its stale results JSON is removed first, so a chapter that fails to write one is seen.
+    The kernel runs with cwd = `book/` and `profile` injected as a papermill parameter. Its
+    stale results JSON is removed first, so a chapter that fails to write one is seen, and the
+    mirror shows the chapter's placeholder until the run ends: the executed copy is written to
+    a partial file and renamed into place once papermill has written all of it (also when a
+    cell failed; the copy then shows the error), so a run killed at any point leaves nothing
+    half-written to be read back. `status`: a stream (the terminal) on which
+    `ibutils.progress.Monitor` shows the kernel's progress bars and phases; None discards them.
+    Either way no bar reaches the notebook.
     """
     import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
 
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+    check_profile(profile)
     nb = Path(nb).resolve()
     kernel_env()
     dst = SRC / "book" / nb.name
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(_PARTIAL.format(name=nb.name))
     results_path(nb).unlink(missing_ok=True)
-    try:
-        pm.execute_notebook(
-            str(nb),
-            str(dst),
-            parameters={"profile": profile},
-            kernel_name="python3",
-            language="python",
-            cwd=str(nb.parent),
-            progress_bar=False,
-            execution_timeout=timeout,
-        )
-    finally:
-        _tag_injected(dst)
+    _placeholder(nb, dst)
+    with progress.Monitor(status) as monitor, _environ(monitor.env):
+        try:
+            pm.execute_notebook(
+                str(nb),
+                str(partial),
+                parameters={"profile": profile},
+                kernel_name="python3",
+                language="python",
+                cwd=str(nb.parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+                config=Config(_KERNEL_CONFIG),
+            )
+        except PapermillExecutionError:  # complete, with the failing cell's error in it
+            _publish(partial, dst)
+            raise
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        _publish(partial, dst)
     return dst
 
 
-def run(names: list[str] | None = None, profile: str = "paper",
-        timeout: int | None = DEFAULT_TIMEOUT) -> int:
-    """Execute the chosen chapters (all when `names` is empty); 0 when all succeeded."""
+def _publish(partial: Path, dst: Path) -> None:
+    _tag_injected(partial)
+    os.replace(partial, dst)
+
+
+def failure(exc: BaseException) -> str:
+    """What made a chapter fail, in one line: the last line of the kernel's exception and the cell
+    it came from, or the executor's own error; for a full disk, also how to go on."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        lines = str(exc.evalue).strip().splitlines()
+        text = f"{exc.ename}: {lines[-1] if lines else ''} (cell [{exc.exec_count}])"
+        full = exc.ename == "OSError" and str(exc.evalue).startswith(f"[Errno {errno.ENOSPC}]")
+    else:
+        lines = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    if full:
+        text += (" - the disk is full: free some space (or set IBUTILS_CACHE_DIR to a folder on another disk) "
+                 "and run again")
+    return text
+
+
+def verdict(nb: Path | str) -> str:
+    """'9 of 9 claims hold', read from the chapter's results JSON, with the run's time split."""
+    try:
+        record = json.loads(results_path(nb).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"no readable {results_path(nb).name} written"
+    claims = record.get("claims") or []
+    text = f"{sum(bool(c.get('holds')) for c in claims)} of {len(claims)} claims hold"
+    split = (record.get("provenance") or {}).get("time_split_s")
+    if isinstance(split, dict):
+        text += " (" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in split.items() if seconds >= 0.05) + ")"
+    return text
+
+
+def run(names: list[str] | None = None, profile: str = "paper", timeout: int | None = DEFAULT_TIMEOUT,
+        out: TextIO | None = None, status: TextIO | None = None) -> int:
+    """Execute the chosen chapters (all when `names` is empty); 0 when all succeeded, 1 when one
+    failed, 130 when interrupted.
+
+    Prints to `out` (default stdout) each chapter's name and profile as it starts, and its wall
+    time and claims verdict (or its error, in one line) as it ends, then a summary table; the
+    kernel's progress goes to `status` (default stderr; see `run_one`). A mistake in what was
+    asked for raises UsageError before anything runs.
+    """
+    out = out or sys.stdout
+    status = status or sys.stderr
+    check_profile(profile)
     chosen = select(names)
+    kernel_env()
     stage(fresh=not names)
-    failed = []
+    rows = []
     total = time.perf_counter()
-    for nb in chosen:
+    for i, nb in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {nb.stem}: running, profile {profile}", file=out, flush=True)
         t0 = time.perf_counter()
         try:
-            run_one(nb, profile=profile, timeout=timeout)
-            status = "ok"
-        except Exception as exc:  # noqa: BLE001 - report every chapter, then fail
-            failed.append(nb.stem)
-            lines = str(exc).strip().splitlines()
-            status = f"FAILED: {type(exc).__name__}: {lines[-1] if lines else ''}"
-        print(f"{nb.relative_to(ROOT)} [{profile}]: {time.perf_counter() - t0:7.1f} s  {status}", flush=True)
+            run_one(nb, profile=profile, timeout=timeout, status=status)
+            outcome, ok = verdict(nb), True
+        except KeyboardInterrupt:
+            print(f"[{i}/{len(chosen)}] {nb.stem}: interrupted; it reads as not executed until run again",
+                  file=out, flush=True)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - report every chapter in one line, then fail
+            outcome, ok = f"FAILED: {failure(exc)}", False
+        seconds = time.perf_counter() - t0
+        print(f"[{i}/{len(chosen)}] {nb.stem}: {seconds:.1f} s, {outcome}", file=out, flush=True)
+        rows.append((nb.stem, seconds, outcome, ok))
+    failed = [stem for stem, *_, ok in rows if not ok]
+    width = max(len(stem) for stem, *_ in rows)
+    print(f"\n{'chapter':{width}s}  {'profile':7s}  {'time':>8s}  result", file=out)
+    for stem, seconds, outcome, _ in rows:
+        print(f"{stem:{width}s}  {profile:7s}  {seconds:6.1f} s  {outcome}", file=out)
     print(f"{len(chosen)} chapter(s) in {time.perf_counter() - total:.1f} s; "
-          f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}", flush=True)
+          f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}", file=out, flush=True)
     return 1 if failed else 0
 
 
@@ -263,10 +427,9 @@ def _npm_unpack(spec: str) -> Path:
 
 
 def _has_widget_state() -> bool:
-    import nbformat
-
     for nb in (SRC / "book").glob("*.ipynb"):
-        state = nbformat.read(nb, as_version=4).metadata.get("widgets", {})
+        doc = _read_copy(nb)
+        state = doc.metadata.get("widgets", {}) if doc is not None else {}
         if any(v.get("state") for v in state.values() if isinstance(v, dict)):
             return True
     return False
@@ -384,13 +547,3 @@ def build(strict: bool = True) -> int:
         place_widget_fonts()
     print(f"site build: {time.perf_counter() - t0:.1f} s, exit {rc} -> {HTML / 'index.html'}", flush=True)
     return rc
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ibutils.__main__ import main as cli
-
-    return cli(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

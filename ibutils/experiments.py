@@ -22,6 +22,7 @@ import torch
 
 import ibutils
 from ibutils import data, gradients, infoplane, mi, results, train
+from ibutils.progress import collected, parallel, phase, timed_call
 
 
 
@@ -52,9 +53,12 @@ def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list
     os.environ.update(_ONE_THREAD)
     try:
         spawn = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(min(workers, len(calls)), mp_context=spawn) as pool:
-            futures = [pool.submit(fn, *args, **{**kwargs, "threads": 1}) for args, kwargs in calls]
-            return [future.result() for future in futures]
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(calls)), mp_context=spawn) as pool, \
+                parallel() as splits:  # the time split of the workers' work
+            futures = [pool.submit(timed_call, fn, *args, **{**kwargs, "threads": 1}) for args, kwargs in calls]
+            values, worker_splits = zip(*[future.result() for future in futures])
+            splits.extend(worker_splits)
+            return list(values)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -190,8 +194,9 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     on one CPU thread: whole configurations when there are at least as many as workers (one
     ensemble per process is the fastest way to use the cores), else each configuration's seeds
     split into groups. The results are the same as one worker's, bit for bit; the progress bars
-    are then not shown. None means one worker per CPU core this process may run on, or 1 when
-    a GPU is present. `binning` None is the paper's rule for each configuration's activation.
+    are then shown only by the book's executor. None means one worker per CPU core this process
+    may run on, or 1 when a GPU is present. `binning` None is the paper's rule for each
+    configuration's activation.
 
     Interrupted runs resume: each group of seeds saves its training state every `checkpoint_every`
     seconds (None: never) beside its cache entry (`results.checkpoint_name`), and a call after
@@ -218,7 +223,7 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     todo = [name for name, value in done.items() if value is None]
     groups = max(1, workers // max(1, len(todo)))
     parts = [(name, group.tolist()) for name in todo for group in np.array_split(seeds, min(groups, len(seeds)))]
-    quiet = workers > 1 and len(parts) > 1  # progress bars of several processes would interleave
+    quiet = workers > 1 and len(parts) > 1 and not collected()  # bars of several processes would interleave
     pieces = _in_processes(TishbyNetResult.compute, [
         ((settings[name][0], group, train_fraction, settings[name][1], gradient_stats, data_path,
           progress and not quiet), _checkpoint_args(paths[name], group, checkpoint_every)) for name, group in parts],
@@ -363,7 +368,7 @@ def estimator_study(configs: Mapping[str, train.TrainConfig], seeds: Sequence[in
     todo = [name for name, value in done.items() if value is None]
     parts = [(name, group.tolist()) for name in todo
              for group in np.array_split(np.arange(len(seeds)), min(workers, len(seeds)))]
-    quiet = workers > 1 and len(parts) > 1
+    quiet = workers > 1 and len(parts) > 1 and not collected()
     pieces = _in_processes(_estimate_group, [
         ((nets[name].run.select(group), settings, data_path, progress and not quiet), {}) for name, group in parts],
         workers)
@@ -431,6 +436,7 @@ class _SnapshotEstimates:
         self.kde: list[list[mi.KDEBounds]] = []  # [snapshots][layers x noise_vars]
         self.binned: list[list[mi.MI]] = []  # [snapshots][layers]
 
+    @phase("estimating")
     def __call__(self, epoch: int, activations) -> None:
         layers = [a[0].index_select(0, self.rows.to(a.device)) for a in activations]
         self.kde.append([bounds for t in layers for bounds in mi.kde_sweep(t, self.y, self.noise_vars)])
@@ -531,9 +537,10 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     cached on its own; returns the results under the same names.
 
     `workers` > 1 trains the configurations that are not cached side by side, one spawned
-    process each, on one CPU thread each (progress bars are then not shown). None means one
-    worker per CPU core, or 1 when a GPU is present. A worker's results equal this process's up
-    to rounding: NumPy's BLAS splits the large products differently on one thread.
+    process each, on one CPU thread each (progress bars are then shown only by the book's
+    executor). None means one worker per CPU core, or 1 when a GPU is present. A worker's
+    results equal this process's up to rounding: NumPy's BLAS splits the large products
+    differently on one thread.
 
     Each network saves its training state (with the estimates made so far) every
     `checkpoint_every` seconds (None: never) beside its cache entry; a call after Ctrl-C or a
@@ -558,7 +565,7 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     paths = {name: results.cache_path("mnist_net", key(config), modules) for name, config in configs.items()}
     done = {name: results.load_cached(path) for name, path in paths.items()}
     todo = [name for name, value in done.items() if value is None]
-    quiet = workers > 1 and len(todo) > 1
+    quiet = workers > 1 and len(todo) > 1 and not collected()
     computed = _in_processes(_mnist_net, [
         ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet),
          _checkpoint_args(paths[name], {"worker process": quiet}, checkpoint_every)) for name in todo], workers)

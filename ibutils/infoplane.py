@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ibutils import mi
+from ibutils.progress import phase, progress_bar
 from ibutils.train import Run
 
 BOUNDED = ("tanh", "softsign", "sigmoid")
@@ -94,7 +94,7 @@ def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int | None, desc: str, pr
     def stacked(per_snapshot):
         return [torch.stack(layer, 1).transpose(2, 3) for layer in zip(*per_snapshot)]
 
-    for start in tqdm(range(0, len(visit), chunk), desc=desc, disable=not progress, mininterval=1.0):
+    for start in progress_bar(range(0, len(visit), chunk), desc=desc, unit="chunk", show=progress):
         acts, net_inputs = [], []
         for k in visit[start:start + chunk]:
             net.load(run.params[k].to(x.device))
@@ -117,6 +117,7 @@ def activity_range(run: Run, x, chunk: int | None = None, progress: bool = False
     return torch.stack([lo, hi], 1).numpy()
 
 
+@phase("estimating")
 def binned_plane(run: Run, x, y, hidden: Binning | None = None, output: Binning = TANH_BINNING,
                  chunk: int | None = None, progress: bool = True) -> InformationPlane:
     """Binned I(X;T) and I(T;Y) of every layer of every seed at every snapshot of `run`.
@@ -312,6 +313,7 @@ def snapshot_subset(epochs, n: int) -> np.ndarray:
     return np.unique(np.abs(log_epochs[None] - grid[:, None]).argmin(1))
 
 
+@phase("estimating")
 def estimate(run: Run, x, y, estimators, snapshots=None, chunk: int | None = None,
              progress: bool = True) -> dict[str, InformationPlane]:
     """Apply every estimator of `estimators` to every layer of every seed of `run` at the

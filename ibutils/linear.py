@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ibutils import gradients, infoplane, plots
+from ibutils.progress import phase, progress_bar
 
 _LN2 = math.log(2.0)
 _STREAMS = {"teacher": 0, "train": 1, "init": 2, "shuffle": 3, "test": 4}
@@ -561,6 +561,7 @@ def layer_gradients(weights: Sequence[torch.Tensor], x: torch.Tensor, y: torch.T
     return grads
 
 
+@phase("training")
 def train_students(
     teacher: Teacher,
     n_train: int,
@@ -609,7 +610,7 @@ def train_students(
         device: torch device for training.
         threads: CPU intra-op threads while training (restored afterwards); 1 is fastest for these
             small matrices on a shared machine; None leaves torch's setting.
-        progress: show a tqdm progress bar over epochs.
+        progress: show a progress bar over epochs (`ibutils.progress.progress_bar`).
         gradient_stats: None, or "minibatch" / "sample" to record the gradient statistics of SPEC
             2.6 (`ibutils.gradients.statistics`) in every snapshot epoch >= 1: the gradient of each
             minibatch of that epoch ("minibatch"), or of each example of each minibatch ("sample";
@@ -670,6 +671,7 @@ def train_students(
         """Keep the gradients of the step about to be taken on the minibatch (xb, yb)."""
         collected.append(layer_gradients(ws, xb, yb, per_sample=gradient_stats == "sample"))
 
+    @phase("estimating")
     def record(k: int) -> None:
         bad = [s for i, s in enumerate(seeds) if not all(torch.isfinite(w[i]).all() for w in ws)]
         if bad:
@@ -737,7 +739,8 @@ def train_students(
     try:
         record(0)
         epoch = 0
-        with tqdm(total=int(epochs), disable=not progress, desc="linear students", unit="epoch") as bar:
+        with progress_bar(total=int(epochs), desc=f"linear students x {n_seeds} seeds", unit="epoch",
+                          show=progress) as bar:
             last = int(gradient_stats is not None)  # the snapshot epoch itself runs on its own
             for k in range(1, n_k):
                 while epoch < snaps[k] - last:
@@ -786,7 +789,7 @@ def sweep(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 100, si
         raise ValueError(f"n_trains and snrs must be non-empty, got {n_trains!r} and {snrs!r}")
     grid = [(p, snr) for snr in snrs for p in n_trains]
     runs = {}
-    for p, snr in tqdm(grid, disable=not progress, desc="P x SNR sweep", unit="run"):
+    for p, snr in progress_bar(grid, desc="P x SNR sweep", unit="run", show=progress):
         teacher = Teacher(n_in=n_in, snr=snr, sigma_w=sigma_w)
         runs[(p, snr)] = train_students(teacher, p, progress=False, **train_kwargs)
     return runs

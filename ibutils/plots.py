@@ -10,6 +10,8 @@ import matplotlib as mpl
 import numpy as np
 import matplotlib.pyplot as plt
 
+from ibutils.progress import time_figure_rendering
+
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 EPOCH_CMAP = "viridis"
 
@@ -31,8 +33,10 @@ STYLE = {
 
 
 def use_style() -> None:
-    """Apply the book's matplotlib style and retina inline figures."""
+    """Apply the book's matplotlib style and retina inline figures; count figure rendering as
+    plotting in the run's time split (`ibutils.progress`)."""
     mpl.rcParams.update(STYLE)
+    time_figure_rendering()
     try:
         from matplotlib_inline.backend_inline import set_matplotlib_formats
     except ImportError:

@@ -36,6 +36,7 @@ import torch
 
 import ibutils
 from ibutils import store
+from ibutils import progress
 
 _COMPARISONS = {">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less}
 
@@ -123,11 +124,15 @@ def _git_commit() -> str | None:
 
 
 def provenance(started: float, device: torch.device | str | None = None, seeds: Any = None) -> dict:
-    """What produced a run: wall time since `started` (a `time.time()` stamp), device, versions, commit."""
+    """What produced a run: wall time since `started` (a `time.time()` stamp), device, versions, commit.
+
+    `time_split_s` splits the wall time into training, estimating, plotting and other seconds, as
+    `ibutils.progress` counted them in this process (and in the worker processes it started)."""
     device = torch.device(device) if device is not None else ibutils.default_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return {
         "wall_time_s": round(time.time() - started, 2),
+        "time_split_s": progress.split(started),
         "device": f"{device.type} ({name}, {torch.get_num_threads()} threads)",
         "seeds": seeds,
         "python": sys.version.split()[0],
@@ -247,8 +252,8 @@ def cached(name: str, config: dict, compute: Callable[[], Any], modules: Sequenc
     return value if value is not None else save_cached(path, compute())
 
 
-_PROVENANCE_SHOWN = ("wall_time_s", "device", "seeds", "python", "torch", "numpy", "ibutils", "git_commit",
-                     "finished_utc")
+_PROVENANCE_SHOWN = ("wall_time_s", "time_split_s", "device", "seeds", "python", "torch", "numpy", "ibutils",
+                     "git_commit", "finished_utc")
 
 
 def _seeds_text(seeds: Any) -> str:
@@ -273,12 +278,19 @@ def _duration_text(seconds: Any) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
 
 
+def _split_text(split: Any) -> str:
+    if not isinstance(split, dict) or not split:
+        return "not recorded"
+    return " · ".join(f"{name} {_duration_text(seconds)}" for name, seconds in split.items())
+
+
 def reproducibility(path: Path | str):
     """The run's record as a box for the end of a chapter: what produced the chapter's numbers.
 
     `path` is the results JSON that `write` returned; everything shown is read back from it, as the
     run recorded it: profile, seeds (else the settings whose name mentions "seed"), epochs (every
-    setting whose name mentions "epoch"), wall time, device, versions of Python, torch, NumPy and
+    setting whose name mentions "epoch"), wall time and its split into training, estimating,
+    plotting and other time, device, versions of Python, torch, NumPy and
     ibutils, git commit, finishing time (UTC), any further provenance entries (e.g. per-part
     timings), and the command that re-runs the chapter. Returns an IPython HTML object: a `<div class="ibutils-repro">` with
     `data-chapter` and `data-profile`, styled inline so it reads the same in Jupyter and on the site.
@@ -309,6 +321,7 @@ def reproducibility(path: Path | str):
         ("Seeds", html.escape(seeds)),
         ("Epochs", html.escape(epochs)),
         ("Wall time", html.escape(_duration_text(prov.get("wall_time_s")))),
+        ("Time split", html.escape(_split_text(prov.get("time_split_s")))),
         ("Device", html.escape(str(prov.get("device", "not recorded")))),
         ("Software", html.escape(versions or "not recorded")),
         ("Git commit", f'<code title="{html.escape(commit)}">{html.escape(commit[:12])}</code>' if commit

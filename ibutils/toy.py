@@ -38,6 +38,7 @@ import numpy as np
 from scipy import special
 
 from ibutils.plots import OKABE_ITO
+from ibutils.progress import phase
 
 TAIL_SD = 9.0
 """Default edges of unbounded activations cover f(w X) for |X| <= TAIL_SD (P(|X| > 9) ~ 2e-19)."""
@@ -201,6 +202,7 @@ def bin_probabilities(w, activation: str = "tanh", edges=None, space: str = "act
 _CHUNK_ELEMENTS = 2**22  # bound on len(w chunk) * n_bins in `information` (32 MiB per float64 array)
 
 
+@phase("estimating")
 def information(w, activation: str = "tanh", edges=None, space: str = "activity"):
     """Exact binned I(X;T) = H(T), in bits, for T = bin(f(w X)), X ~ N(0, 1).
 
@@ -252,6 +254,7 @@ def plugin_error(w: float, n: int, activation: str = "tanh", edges=None, space: 
     return -(occupied - 1) / (2 * n * np.log(2)), float(np.sqrt(variance / n))
 
 
+@phase("estimating")
 def sampled_information(w: float, n: int, activation: str = "tanh", edges=None, space: str = "activity",
                         seed: int = 0) -> float:
     """The binning estimate of I(X;T) in bits from `n` samples X ~ N(0, 1) (generator seeded by `seed`),

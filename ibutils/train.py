@@ -26,10 +26,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import ibutils
 from ibutils import store
+from ibutils.progress import phase, progress_bar
 
 ACTIVATIONS = ("tanh", "relu", "softsign", "softplus", "sigmoid", "linear")
 INITS = ("fan_in", "fan_out", "glorot")
@@ -540,6 +540,7 @@ class _Checkpoints:
         self.last = time.monotonic()
 
 
+@phase("training")
 def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
           device: torch.device | str | None = None, keep_params: bool = True,
           on_snapshot: Sequence[Callable[[int, list[torch.Tensor]], None]] = (),
@@ -673,8 +674,8 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
                     hook(0, net, x_batch, onehot_batch)
         snapshot(0)
         start, next_snap = 0, 1
-    for epoch in tqdm(range(start + 1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
-                      initial=start, total=config.epochs, disable=not progress, mininterval=1.0):
+    for epoch in progress_bar(range(start + 1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
+                              unit="epoch", show=progress):
         if shuffle:
             epoch_table = shuffled(generators)
         at_snapshot = next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]

@@ -13,6 +13,11 @@ Markup contract (the page tests rely on it): the slider is a `<div class="ibutil
 frames are `<img class="ibutils-slider-frame">` children, exactly one shown (the others
 `display:none`); each parameter has a range input followed by an `<output
 class="ibutils-slider-readout">` holding the current value's label.
+
+The inputs carry `data-lm-suppress-shortcuts`: in JupyterLab (and Notebook 7) the notebook's
+keyboard shortcuts would otherwise take the arrow keys (ArrowUp/Down move between cells,
+ArrowLeft/Right between headings), so the focused slider would not move; Lumino, Lab's widget
+toolkit, passes keys on such elements to the browser.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
+
+from ibutils.progress import phase
 
 # Runs in the browser on every slider move: the frame index is the C-order index of the inputs'
 # positions; the readout next to each input shows its value's label.
@@ -94,7 +101,8 @@ class Slider:
         controls = "".join(
             f'<label class="ibutils-slider-control" style="margin-right:1.5em">{html.escape(name)} '
             f'<input class="ibutils-slider-input" type="range" min="0" max="{len(labels) - 1}" step="1" '
-            f'value="0" autocomplete="off" aria-label="{html.escape(name)}" data-labels="{html.escape(json.dumps(labels))}" '
+            f'value="0" autocomplete="off" aria-label="{html.escape(name)}" data-lm-suppress-shortcuts="true" '
+            f'data-labels="{html.escape(json.dumps(labels))}" '
             f'oninput="{_ONINPUT}"><output class="ibutils-slider-readout">{html.escape(labels[0])}</output></label>'
             for name, labels in zip(self.names, self.labels)
         )
@@ -116,6 +124,7 @@ class Slider:
         return f"Slider({shape}; {len(self.frames)} frames, {self.frame_bytes.sum() / 1024:.0f} KiB of PNG)"
 
 
+@phase("plotting")
 def slider(make_figure: Callable, *, dpi: int = 100, fmt: dict[str, str] | None = None,
            max_frames: int = 64, **params: Sequence) -> Slider:
     """Pre-render `make_figure(**values)` for every combination of the `params` values.

@@ -137,6 +137,16 @@ def test_notebook_uses_the_book_style(nb):
         f"{nb.name}: call `plots.use_style()` before the first figure, so its figures match the book's")
 
 
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_bars_are_ibutils_bars(nb):
+    """A progress bar in a chapter is `ibutils.progress.progress_bar`: under the executor it reports to
+    the terminal; tqdm's own notebook bar (tqdm.auto) would be saved into the page, as a widget."""
+    doc = nbformat.read(nb, as_version=4)
+    bad = [i for i, c in enumerate(doc.cells) if c.cell_type == "code" and re.search(r"^\s*(from|import) tqdm\b",
+                                                                                       c.source, re.M)]
+    assert not bad, f"{nb.name}: cells {bad} import tqdm; use `from ibutils.progress import progress_bar`"
+
+
 # Calls that open an ipywidgets Output widget in the kernel (`widgets.live` wraps `interactive`).
 LIVE_CALLS = ("live", "interactive", "interact", "interact_manual", "Output")
 
@@ -156,6 +166,28 @@ def test_live_cells_are_skipped_in_builds(nb):
 
 
 @pytest.fixture(scope="session")
+def terminal(pytestconfig):
+    """The terminal past pytest's output capture, as a stream: each chapter's progress shows there
+    while it runs (a line every few seconds, as `python -m ibutils run` prints into a log)."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    reporter = pytestconfig.pluginmanager.getplugin("terminalreporter")
+
+    class Terminal:
+        def write(self, text: str) -> None:
+            with capture.global_and_fixture_disabled():
+                reporter.ensure_newline()
+                reporter.write(text, flush=True)
+
+        def flush(self) -> None:
+            pass
+
+        def isatty(self) -> bool:
+            return False
+
+    return Terminal()
+
+
+@pytest.fixture(scope="session")
 def staged():
     """Lay out the mirror once; chapters executed earlier stay until re-run."""
     return execute.stage(fresh=False)
@@ -165,8 +197,8 @@ REQUIRED_CLAIM_KEYS = {"id", "statement", "value", "threshold", "holds"}
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
-def test_notebook_runs(nb, staged):
-    out = execute.run_one(nb, profile="quick", timeout=QUICK_TIMEOUT)
+def test_notebook_runs(nb, staged, terminal):
+    out = execute.run_one(nb, profile="quick", timeout=QUICK_TIMEOUT, status=terminal)
 
     executed = nbformat.read(out, as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]

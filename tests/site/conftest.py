@@ -1,6 +1,7 @@
-"""Fixtures for the browser page tests: the built site served on 127.0.0.1, Chromium, a tally.
+"""Fixtures for the browser tests: the built site served on 127.0.0.1, Chromium, a tally.
 
-These tests need a built site (`make test` then `make site`, or `make book`) and Debian's
+The page tests need a built site (`make test` then `make site`, or `make book`); test_lab.py
+needs JupyterLab (the `lab` extra, which `make pagetest` installs); all need Debian's
 Chromium at /usr/bin/chromium (`apt-get install -y chromium`). `pytest tests/` skips this
 folder (see norecursedirs in pyproject.toml); run them with `make pagetest`.
 

@@ -1,7 +1,7 @@
 """Browser checks of the built site, page by page, as a reader would load it.
 
 Every page in the toc, at desktop width: it loads, logs no console error, every <img> decodes
-with a non-zero width, no traceback or error output is shown, and no request leaves
+with a non-zero width, no traceback, error output or progress bar is shown, and no request leaves
 127.0.0.1 (everything the pages need is served by the site itself). At phone width: nothing
 sticks out sideways, and every figure fits the screen with its aspect ratio. Screenshots of
 both go to _build/screenshots/.
@@ -172,6 +172,11 @@ _SLIDER_STATE_JS = """
 """
 
 
+# tqdm's text bar (" 45%|####      | 450/1000 [00:03<00:04, 130.2it/s]") and the widgets of its notebook bar
+_PROGRESS_TEXT = re.compile(r"\d+%\|.*\|\s*\d+/\d+|\d+/\d+ \[\d\d:\d\d<")
+_PROGRESS_WIDGETS = "progress, .widget-progress, .progress-bar, .jupyter-widgets.widget-hprogress"
+
+
 @pytest.mark.parametrize("page_path", PAGES)
 def test_page(page_path, browser, site_url, screenshots, tally):
     url = f"{site_url}/{page_path}.html"
@@ -196,6 +201,10 @@ def test_page(page_path, browser, site_url, screenshots, tally):
         text = page.locator("main, article, body").first.inner_text()
         for needle in ("Traceback (most recent call last)", "An Exception was encountered"):
             assert needle not in text, f"{page_path}: the page shows {needle!r}"
+        bars = page.locator(_PROGRESS_WIDGETS).count()
+        shown = _PROGRESS_TEXT.search(text)
+        assert not bars and not shown, (f"{page_path}: the page shows progress bars of its run "
+                                        f"({bars} widgets, text {shown and shown.group(0)!r})")
     finally:
         context.close()
 
@@ -273,6 +282,9 @@ def test_chapter_shows_figures_data_and_provenance(chapter, browser, site_url, t
             "`results.reproducibility(path)`, path being what `results.write` returned")
         assert box.get_attribute("data-chapter") == record["chapter"]
         assert box.get_attribute("data-profile") == record["profile"]
+        split = box.locator("tr", has=page.locator("th", has_text="Time split")).inner_text()
+        for name in ("training", "estimating", "plotting", "other"):
+            assert name in split, f"{chapter}: the reproducibility box's time split lacks {name}: {split!r}"
         after_findings = page.evaluate(
             "() => { const f = document.querySelector('section#findings'), b = document.querySelector('.ibutils-repro');"
             " return !!f && !!(f.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING); }")
