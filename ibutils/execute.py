@@ -338,7 +338,7 @@ def failure(exc: BaseException) -> str:
         lines = str(exc).strip().splitlines()
         text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
         full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
-    if full:
+    if full and "free some space" not in text:  # ibutils.store's own message already says how
         text += (" - the disk is full: free some space (or set IBUTILS_CACHE_DIR to a folder on another disk) "
                  "and run again")
     return text

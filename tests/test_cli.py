@@ -167,9 +167,9 @@ def test_full_disk(tree, full_disk, where):
     env = _env(IBUTILS_CACHE_DIR=str(full_disk / "cache") if where == "cache" else str(tree / "cache"),
                **({"TEST_RESULTS_DIR": str(full_disk / "results")} if where == "results" else {}))
     line = _failed_line(_cli(tree, "run", "01", "--profile", "quick", env=env), "01_disk")
-    assert line.startswith("OSError: [Errno 28] No space left on device")
-    assert line.endswith("- the disk is full: free some space (or set IBUTILS_CACHE_DIR to a folder on another "
-                         "disk) and run again")
+    assert line.startswith("OSError: [Errno 28] ")
+    assert "No space left on device" in line and line.count("free some space") == 1
+    assert "IBUTILS_CACHE_DIR" in line
 
 
 def test_make_lab_without_the_lab_extra(tmp_path):
