@@ -283,11 +283,23 @@ class _Run:
         return self.wait_for("DONE", timeout=5)
 
 
+def _mtimes(paths) -> list[int]:
+    """Modification times (ns) of those `paths` that still exist when asked (a run may remove its
+    checkpoints between a listing and a stat)."""
+    stamps = []
+    for path in paths:
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            pass
+    return stamps
+
+
 def _checkpoint_written(cache: Path, since: int, run: _Run, timeout: float = 120) -> None:
     """Wait until a checkpoint in `cache` is newer than `since` (ns)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stamps = [p.stat().st_mtime_ns for p in cache.glob("*.ckpt") if p.exists()]
+        stamps = _mtimes(cache.glob("*.ckpt"))
         if stamps and max(stamps) > since:
             return
         assert run.proc.poll() is None, f"exited before a checkpoint: {''.join(run.stderr)}"
@@ -296,7 +308,7 @@ def _checkpoint_written(cache: Path, since: int, run: _Run, timeout: float = 120
 
 
 def _newest_checkpoint(cache: Path) -> int:
-    return max([p.stat().st_mtime_ns for p in cache.glob("*.ckpt")], default=0)
+    return max(_mtimes(cache.glob("*.ckpt")), default=0)
 
 
 def _assert_every_file_whole(cache: Path) -> None:
