@@ -312,8 +312,9 @@ def _newest_checkpoint(cache: Path) -> int:
 
 
 def _assert_every_file_whole(cache: Path) -> None:
-    """Every entry and checkpoint in the cache reads back (a reader would never see a partial file)."""
-    for path in cache.iterdir():
+    """Every entry and checkpoint in the cache reads back (a reader would never see a partial file).
+    A run killed before it wrote anything has made no cache folder yet."""
+    for path in cache.iterdir() if cache.exists() else ():
         if not path.name.startswith("."):
             store.read(path)
 
