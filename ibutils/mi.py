@@ -10,7 +10,7 @@ every pattern distinct), and T is computed on the device of `t`.
 - `kde`: Kolchinsky & Tracey pairwise-distance estimates with Gaussian noise of variance noise_var;
   `kde_sweep` for several variances from one pass over the distances.
 - `entropy`: plug-in entropy of a label vector.
-- `gaussian_channel`: exact I(X; WX + Z) for Gaussian X (defined in `ibutils.linear`).
+- `gaussian_channel`: exact I(X; WX + Z) for Gaussian X (defined in `ibutils.gaussian`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ibutils.gaussian import gaussian_channel
+
 __all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "kde", "kde_sweep", "gaussian_channel"]
-
-
-
-def __getattr__(name: str):
-    # `mi.gaussian_channel` lives in ibutils.linear; importing it lazily keeps `mi` free of
-    # linear's plotting imports and of an import cycle (linear uses the estimators here).
-    if name == "gaussian_channel":
-        from ibutils.linear import gaussian_channel
-
-        return gaussian_channel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
