@@ -392,16 +392,20 @@ class History:
     def plot(self, estimators: Sequence[str] | None = None, *, h_x: float | None = None,
              h_y: float | None = None, **kwargs):
         """Information planes side by side, one per estimator output (default: all), each layer a
-        trajectory coloured by step (`ibutils.plots.information_planes`). `h_x`, `h_y` draw the
-        ceilings H(X) and H(Y) as dotted lines; axes fit them and the data unless `xlim`/`ylim`
-        are given. Returns the figure."""
+        trajectory coloured by step (`ibutils.plots.information_planes`) and labelled with its
+        name at its first point. `h_x`, `h_y` draw the ceilings H(X) and H(Y) as dotted lines;
+        axes fit them and the data unless `xlim`/`ylim` are given. Returns the figure."""
         estimators = self.estimators if estimators is None else list(estimators)
         planes = {e: self.plane(e) for e in estimators}
         top_x = max([h_x or 0.0] + [float(p[1].max()) for p in planes.values()])
         top_y = max([h_y or 0.0] + [float(p[2].max()) for p in planes.values()])
         kwargs.setdefault("xlim", (0, 1.05 * top_x or 1.0))
         kwargs.setdefault("ylim", (0, 1.08 * top_y or 1.0))
-        return plots.information_planes(planes, colorbar_label="step", h_x=h_x, h_y=h_y, **kwargs)
+        fig = plots.information_planes(planes, colorbar_label="step", h_x=h_x, h_y=h_y, **kwargs)
+        for ax, (_, i_xt, i_ty) in zip(fig.axes, planes.values()):
+            for name, x, y in zip(self.layers, i_xt[0], i_ty[0]):
+                ax.annotate(name, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7, color="0.25")
+        return fig
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the rows to `path`, `.csv` (a header, then one line per row) or `.json`
