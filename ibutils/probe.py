@@ -520,29 +520,33 @@ def _reference(x_ref, y_ref) -> tuple[torch.Tensor, torch.Tensor]:
 class Probe:
     """Measure the information plane of chosen layers of `model` on a fixed reference set.
 
-    model: any `torch.nn.Module`, called as `model(x_batch)`; its device is that of its first
-        parameter (or buffer; else the CPU), unless `device` is given.
-    x_ref: the reference inputs, a tensor or NumPy array `[N, ...]`; X is uniform over its rows
-        (so H(X) = log2 N when they are distinct). Batches of `batch_size` rows are moved to the
-        device as they are used; `x_ref` itself stays where it is.
-    y_ref: integer labels `[N]`.
-    layers: module names as `model.named_modules()` gives them (`"features.3"`) and/or module
-        types (`nn.Linear`: every such module), measured in model order. A layer's output must
-        be a floating-point tensor `[b, ...]` with one row per input; it is flattened per sample.
-    estimators: estimator objects (`Binned`, `BinnedFloor`, `KDE`, `Function`, subclasses of
-        `StreamingBinning` / `WholeLayer`) or callables `fn(t, y) -> (i_xt, i_ty)`; default
-        `[Binned()]`, 30 bins on [-1, 1].
+    Args:
+        model: any `torch.nn.Module`, called as `model(x_batch)`. Its device is that of its
+            first parameter (or buffer; else the CPU), unless `device` is given.
+        x_ref: the reference inputs, a tensor or NumPy array `[N, ...]`. X is uniform over its
+            rows (so H(X) = log2 N when they are distinct). Batches of `batch_size` rows are
+            moved to the device as they are used; `x_ref` itself stays where it is.
+        y_ref: integer labels `[N]`.
+        layers: module names as `model.named_modules()` gives them (`"features.3"`) and/or
+            module types (`nn.Linear`: every such module), measured in model order. A layer's
+            output must be a floating-point tensor `[b, ...]` with one row per input; it is
+            flattened per sample.
+        estimators: estimator objects (`Binned`, `BinnedFloor`, `KDE`, `Function`, subclasses
+            of `StreamingBinning` or `WholeLayer`) or callables `fn(t, y) -> (i_xt, i_ty)`.
+            The default is `[Binned()]`, 30 bins on [-1, 1].
+        batch_size: reference rows per forward pass.
+        device: where the batches go (default: the model's device).
 
-    Memory. With N reference rows, batch size B and a hooked layer of d values per sample
-    (bytes): during the pass, the model's own forward memory for B rows plus at most 16 MiB of
-    coding temporaries per hooked layer; kept until the pass ends, per layer, 8 N ceil(d / k)
-    for each `Binned` estimator (k codes per int64 key: 12 for 30 bins, 6 for 1,024 bins), N d
-    to 8 N d for `BinnedFloor` (the smallest integer type holding each batch's codes; 1 byte for
-    ibsgd's widths on tanh or softmax layers), and N d times the layer's float size (4 for
-    float32) once for all `WholeLayer` estimators; then, one layer at a time, the estimator's
-    working memory (`mi.kde`: about 16 N d plus a few 8 MiB blocks). Nothing of a measurement is
-    kept after it but its history rows, so peak memory does not grow with the number of
-    measurements.
+    Memory, in bytes, with N reference rows, batch size B and a hooked layer of d values per
+    sample. During the pass: the model's own forward memory for B rows, plus at most 16 MiB of
+    coding temporaries per hooked layer. Kept until the pass ends, per layer: 8 N ceil(d / k)
+    for each `Binned` estimator (k codes per int64 key: 12 for 30 bins, 6 for 1,024 bins);
+    N d to 8 N d for `BinnedFloor` (the smallest integer type that holds each batch's codes:
+    1 byte for ibsgd's widths on tanh or softmax layers); and N d times the layer's float size
+    (4 for float32) once for all `WholeLayer` estimators. Then, one layer at a time, the
+    estimator's working memory (`mi.kde`: about 16 N d plus a few 8 MiB blocks). Nothing of a
+    measurement is kept after it but its history rows, so peak memory does not grow with the
+    number of measurements.
     """
 
     def __init__(self, model: nn.Module, x_ref, y_ref, layers=(nn.Linear,), estimators=None,
