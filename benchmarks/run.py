@@ -175,7 +175,7 @@ def kde_rows(table, size, repeats):
     rng = np.random.default_rng(0)
     n, d = size["kde_small"]
     t, y = np.tanh(rng.normal(size=(n, d))), rng.integers(0, 2, size=n)
-    ours, t_ours = best(lambda: mi.kde(t, y, NOISE_VAR), repeats)
+    ours, t_ours = best(lambda: mi.kde(t, y, NOISE_VAR, precision="float64"), repeats)
     theirs, t_base = best(lambda: baselines.kde(t, y, NOISE_VAR), 1)
     difference = float(np.abs(np.asarray(ours, dtype=float) - np.asarray(theirs, dtype=float)).max())
     table.add(f"KDE, N = {n} x {d}, float64", t_ours, t_base, difference=difference, tolerance=1e-9)

@@ -13,6 +13,7 @@ Modules, one concept each:
 - `ibutils.linear`: exact information and generalisation of deep linear student-teacher networks.
 - `ibutils.probe`: information planes of your own PyTorch model, measured in your own training loop.
 - `ibutils.results`: checked claims, the results JSON of a chapter, the run cache.
+- `ibutils.store`: the run cache's files: plain data, checksummed, written atomically, loaded without pickle.
 - `ibutils.plots`: the figure style and the figure functions.
 - `ibutils.widgets`: pre-rendered sliders for the static site, live controls in a kernel.
 - `ibutils.scoreboard`, `ibutils.sitedata`, `ibutils.execute`: building the book and its site.

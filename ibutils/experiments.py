@@ -2,7 +2,9 @@
 
 Each function trains, estimates, and returns plain arrays; the result is cached on disk by
 its settings (`ibutils.results.cached`), so re-running a chapter to change a figure costs
-seconds. Chapters call these and keep only narrative, parameters and figures.
+seconds. Long trainings checkpoint into the run cache, so a call interrupted by Ctrl-C or a
+kill resumes where it stopped, with the same results. Chapters call these and keep only
+narrative, parameters and figures.
 """
 
 from __future__ import annotations
@@ -60,12 +62,25 @@ def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list
             else:
                 os.environ[name] = value
 
+
+def _checkpoint_args(entry, part, every: float | None) -> dict:
+    """The checkpoint arguments of a unit of work (`part` of the value cached at `entry`)."""
+    return {} if every is None else {"checkpoint": results.checkpoint_name(entry, part), "checkpoint_every": every}
+
+
+def _checkpointing(checkpoint: str | None, every: float) -> dict:
+    """`train.train`'s checkpoint arguments for a unit given a checkpoint file name in the run cache."""
+    return {} if checkpoint is None else {"checkpoint": results.cache_dir() / checkpoint, "checkpoint_every": every}
+
+
 @dataclass
 class TishbyNetResult:
     """One activation's ensemble on the 12-bit task: the run's metrics and its binned plane.
 
-    `run.params` is dropped (the plane holds what was computed from it); `seconds` times the
-    training (with the gradient statistics) and the binning. `gradient_stats` holds every
+    `run.params` keeps every snapshot's parameters (about 13 MB for 50 seeds at 218 snapshots),
+    so other estimators can measure the same networks later (`estimator_study`); `seconds` times
+    the training (with the gradient statistics) and the binning, in the call that finished them
+    (after a resume from a checkpoint, the part trained in that call). `gradient_stats` holds every
     layer's gradient statistics when asked for (`tishby_net(..., gradient_stats=...)`), else None.
     """
 
@@ -101,11 +116,15 @@ class TishbyNetResult:
     @classmethod
     def compute(cls, config: train.TrainConfig, seeds: Sequence[int], train_fraction: float,
                 binning: infoplane.Binning, gradient_stats: str | None, data_path, progress: bool,
-                threads: int | None = None) -> "TishbyNetResult":
+                threads: int | None = None, checkpoint: str | None = None,
+                checkpoint_every: float = train.CHECKPOINT_EVERY_S) -> "TishbyNetResult":
         """`tishby_net` for one group of seeds, in this process and without the cache.
 
         `threads` sets torch's CPU threads for the whole computation (training alone always
-        uses one); a worker process of `tishby_net` passes 1.
+        uses one); a worker process of `tishby_net` passes 1. `checkpoint` names a file in this
+        machine's run cache (`results.cache_dir()`) that the training saves its state in every
+        `checkpoint_every` seconds and resumes from (`train.train`); the result does not depend
+        on whether it did.
         """
         if threads is not None:
             torch.set_num_threads(threads)
@@ -114,12 +133,13 @@ class TishbyNetResult:
         recorder = gradients.Recorder(gradient_stats) if gradient_stats is not None else None
         hooks = {"on_batch": [recorder.on_batch], "on_snapshot": [recorder.on_snapshot]} if recorder else {}
         started = time.time()
-        run = train.train(x, y, train_idx, test_idx, config, seeds, progress=progress, **hooks)
+        run = train.train(x, y, train_idx, test_idx, config, seeds, progress=progress, **hooks,
+                          **_checkpointing(checkpoint, checkpoint_every))
         trained = time.time()
         plane = infoplane.binned_plane(run, x, y, hidden=binning, progress=progress)
         seconds = {"training": round(trained - started, 2), "binning": round(time.time() - trained, 2)}
         stats = recorder.trajectory() if recorder else None
-        return cls(replace(run, params=None), plane, seconds, stats)
+        return cls(run, plane, seconds, stats)
 
     @classmethod
     def join(cls, parts: Sequence["TishbyNetResult"]) -> "TishbyNetResult":
@@ -131,8 +151,7 @@ class TishbyNetResult:
         def joined(name: str, fields: Sequence[str], axis: int) -> dict:
             return {f: np.concatenate([getattr(getattr(p, name), f) for p in parts], axis) for f in fields}
 
-        run = replace(first.run, seeds=tuple(s for p in parts for s in p.run.seeds),
-                      **joined("run", ("train_loss", "train_acc", "test_loss", "test_acc"), 1))
+        run = train.Run.join([p.run for p in parts])
         plane = replace(first.plane, **joined("plane", ("i_xt", "i_ty", "value_range"), 0))
         stats = first.gradient_stats
         if stats is not None:
@@ -143,7 +162,8 @@ class TishbyNetResult:
 
 def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fraction: float = 0.8,
                binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
-               data_path=None, progress: bool = True, workers: int | None = 1) -> TishbyNetResult:
+               data_path=None, progress: bool = True, workers: int | None = 1,
+               checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> TishbyNetResult:
     """Train `config` for every seed on its random `train_fraction` split of the 12-bit task
     and bin every layer at every snapshot on all 4096 patterns (Saxe et al. Fig. 1A/B, 5, 7).
 
@@ -151,15 +171,18 @@ def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fractio
     `gradient_stats`, "minibatch" or "sample", also records every layer's gradient statistics
     at the snapshot epochs (`gradients.Recorder`, SPEC 2.6; Fig. 20) into the result's
     `gradient_stats`. `workers` > 1 splits the seeds into that many groups, each trained and
-    binned in its own process (see `tishby_nets`).
+    binned in its own process (see `tishby_nets`). `checkpoint_every` is the seconds of training
+    between checkpoints (see `tishby_nets`).
     """
     return tishby_nets({"": config}, seeds, train_fraction=train_fraction, binning=binning,
-                       gradient_stats=gradient_stats, data_path=data_path, progress=progress, workers=workers)[""]
+                       gradient_stats=gradient_stats, data_path=data_path, progress=progress, workers=workers,
+                       checkpoint_every=checkpoint_every)[""]
 
 
 def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
                 binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
-                data_path=None, progress: bool = True, workers: int | None = 1) -> dict[str, TishbyNetResult]:
+                data_path=None, progress: bool = True, workers: int | None = 1,
+                checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> dict[str, TishbyNetResult]:
     """`tishby_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
     cached on its own as `tishby_net` caches it; returns the results under the same names.
 
@@ -169,6 +192,12 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     split into groups. The results are the same as one worker's, bit for bit; the progress bars
     are then not shown. None means one worker per CPU core this process may run on, or 1 when
     a GPU is present. `binning` None is the paper's rule for each configuration's activation.
+
+    Interrupted runs resume: each group of seeds saves its training state every `checkpoint_every`
+    seconds (None: never) beside its cache entry (`results.checkpoint_name`), and a call after
+    Ctrl-C or a kill continues each group from its last checkpoint, with the same results bit for
+    bit; the checkpoints are removed once the entry is saved. A group resumes only when the seeds
+    are grouped as before (the same `workers`); otherwise it starts over, with the same results.
     """
     seeds = [int(s) for s in seeds]
     if gradient_stats is not None and gradient_stats not in gradients.MODES:
@@ -192,11 +221,179 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     quiet = workers > 1 and len(parts) > 1  # progress bars of several processes would interleave
     pieces = _in_processes(TishbyNetResult.compute, [
         ((settings[name][0], group, train_fraction, settings[name][1], gradient_stats, data_path,
-          progress and not quiet), {}) for name, group in parts], workers)
+          progress and not quiet), _checkpoint_args(paths[name], group, checkpoint_every)) for name, group in parts],
+        workers)
     for name in todo:
         joined = TishbyNetResult.join([piece for (owner, _), piece in zip(parts, pieces) if owner == name])
         done[name] = results.save_cached(paths[name], joined)
+        results.remove_checkpoints(paths[name])
     return done
+
+
+# --- every estimator on the same networks (Saxe et al. App. B, Fig. 8, 12, 14, 15; SPEC E9, E10) ----
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """What `estimator_study` measures, beyond the paper's binning that `tishby_nets` does.
+
+    `snapshots`: about this many log-spaced snapshots are measured (`infoplane.snapshot_subset`).
+    KDE bounds at each of `noise_vars` (none if empty); Kraskov entropy with `kraskov_k`, `kraskov_eps`;
+    `net_input_bins` bins on `net_input_range` of the net inputs; machine precision;
+    `equal_mass_bins` adaptive bins; and for each count in `bin_sweep`, that many equal bins on
+    each seed's [min, max] over all hidden layers and snapshots (the softmax on [0, 1]).
+    A quantised network (`TrainConfig.quantise_bits`) gets its exact information instead.
+    """
+
+    snapshots: int = 30
+    noise_vars: tuple[float, ...] = (0.1, 1e-3)
+    kraskov_k: int = 2
+    kraskov_eps: float = 1e-16
+    net_input_bins: int = 30
+    net_input_range: tuple[float, float] = (-50.0, 50.0)
+    equal_mass_bins: int = 30
+    bin_sweep: tuple[int, ...] = (30, 100, 256)
+
+    def estimators(self, run: train.Run, x) -> list:
+        """The `infoplane` estimators for `run` (its activation, its seeds' activity ranges)."""
+        bits = run.config.quantise_bits
+        if bits is not None:
+            return [infoplane.QuantisedCodes(bits)]
+        low = {"tanh": -1.0, "softsign": -1.0, "relu": 0.0, "softplus": 0.0, "sigmoid": 0.0}.get(run.config.activation)
+        ranges = infoplane.activity_range(run, x) if self.bin_sweep else None
+        return [
+            *([infoplane.KDE(tuple(self.noise_vars))] if self.noise_vars else []),
+            infoplane.Kraskov(self.kraskov_k, self.kraskov_eps),
+            infoplane.UniformBins("net_input", self.net_input_bins, self.net_input_range, self.net_input_range,
+                                  net_input=True),
+            infoplane.PrecisionBins(),
+            infoplane.EqualMassBins(self.equal_mass_bins, low),
+            *(infoplane.UniformBins(f"bins_{n}", n, ranges) for n in self.bin_sweep),
+        ]
+
+
+def plane_label(name: str) -> str:
+    """A reader's label for a plane name of `estimator_study` ("kde_upper_0.1" -> "KDE upper, σ² = 0.1")."""
+    fixed = {"paper": "bins (paper)", "kraskov": "Kraskov k-NN", "net_input": "net-input bins",
+             "precision": "machine precision", "equal_mass": "equal-mass bins", "quantised": "exact (8-bit)"}
+    if name in fixed:
+        return fixed[name]
+    if name.startswith("kde_"):
+        _, bound, variance = name.split("_")
+        return f"KDE {bound}, σ² = {variance}"
+    if name.startswith("bins_"):
+        return f"{name[5:]} bins"
+    return name
+
+
+@dataclass
+class EstimatorStudyResult:
+    """One trained ensemble measured by many estimators on the same snapshots.
+
+    `net` is its `tishby_nets` result (training and the paper's binning at every snapshot);
+    `planes` maps each estimator's plane name to an `infoplane.InformationPlane` on the measured
+    snapshots `snapshots` (indices into `net.run.epochs`), `paper` being the paper's binning
+    there; `seconds` times the estimators.
+    """
+
+    net: TishbyNetResult
+    snapshots: np.ndarray
+    planes: dict[str, infoplane.InformationPlane]
+    seconds: dict
+
+    def trajectory(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(epochs, i_xt, i_ty)` of plane `name`, seed means `[snapshots, layers]` in bits, as
+        `plots.information_plane` takes them."""
+        plane = self.planes[name]
+        return (plane.epochs, *plane.mean())
+
+    def series(self) -> dict:
+        """Per plane: `epochs`, `layers`, seed means `i_xt`, `i_ty` and spreads `i_xt_sd`, `i_ty_sd`
+        (`[layers][snapshots]` bits), `compression` of the seed mean per layer, and the
+        `infoplane.compression_summary`; plus the accuracies at the measured snapshots."""
+        out = {name: {"epochs": plane.epochs, "layers": plane.layers,
+                      "i_xt": plane.i_xt.mean(0).T, "i_ty": plane.i_ty.mean(0).T,
+                      "i_xt_sd": plane.i_xt.std(0).T, "i_ty_sd": plane.i_ty.std(0).T,
+                      "compression": infoplane.compression(plane.i_xt.mean(0)),
+                      "summary": infoplane.compression_summary(plane)}
+               for name, plane in self.planes.items()}
+        run = self.net.run
+        out["accuracy"] = {"epochs": run.epochs[self.snapshots], "train_acc": run.train_acc[self.snapshots].mean(1),
+                           "test_acc": run.test_acc[self.snapshots].mean(1)}
+        return out
+
+
+def _estimate_group(run: train.Run, settings: EstimatorSettings, data_path, progress: bool,
+                    threads: int | None = None) -> tuple[dict, float]:
+    """The planes of every estimator of `settings` for `run` (one group of seeds), and seconds taken."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.time()
+    x, y = data.tishby(data_path)
+    visit = infoplane.snapshot_subset(run.epochs, settings.snapshots)
+    planes = infoplane.estimate(run, x, y, settings.estimators(run, x), visit, progress=progress)
+    return planes, time.time() - started
+
+
+def _join_planes(parts: Sequence[dict]) -> dict[str, infoplane.InformationPlane]:
+    """Planes of disjoint seed groups (dicts of the same names) as one, seeds in order."""
+    return {name: replace(parts[0][name], i_xt=np.concatenate([p[name].i_xt for p in parts]),
+                          i_ty=np.concatenate([p[name].i_ty for p in parts]))
+            for name in parts[0]}
+
+
+def estimator_study(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
+                    settings: EstimatorSettings = EstimatorSettings(), data_path=None, progress: bool = True,
+                    workers: int | None = 1) -> dict[str, EstimatorStudyResult]:
+    """Train every configuration on the 12-bit task (`tishby_nets`, so runs chapter 1 already
+    cached are reused) and measure the same snapshots with every estimator of `settings`
+    (Saxe et al. App. B; Chelombiev et al. 2019; Lorenzen et al. 2022).
+
+    The estimates of each configuration are cached on their own. `workers` as in `tishby_nets`;
+    the estimators' work is split into one group of seeds per worker and configuration.
+    """
+    seeds = [int(s) for s in seeds]
+    workers = _resolve_workers(workers)
+    nets = tishby_nets(configs, seeds, train_fraction=train_fraction, data_path=data_path, progress=progress,
+                       workers=workers)
+    modules = (data, train, infoplane, mi, sys.modules[__name__])
+    paths = {name: results.cache_path("estimator_study", {
+        "config": asdict(config), "seeds": seeds, "train_fraction": train_fraction, "settings": asdict(settings)},
+        modules) for name, config in configs.items()}
+    done = {name: results.load_cached(path) for name, path in paths.items()}
+    todo = [name for name, value in done.items() if value is None]
+    parts = [(name, group.tolist()) for name in todo
+             for group in np.array_split(np.arange(len(seeds)), min(workers, len(seeds)))]
+    quiet = workers > 1 and len(parts) > 1
+    pieces = _in_processes(_estimate_group, [
+        ((nets[name].run.select(group), settings, data_path, progress and not quiet), {}) for name, group in parts],
+        workers)
+    for name in todo:
+        mine = [piece for (owner, _), piece in zip(parts, pieces) if owner == name]
+        planes = _join_planes([p for p, _ in mine])
+        done[name] = results.save_cached(paths[name], {"planes": planes, "seconds": round(max(t for _, t in mine), 2)})
+    studies = {}
+    for name, net in nets.items():
+        visit = infoplane.snapshot_subset(net.run.epochs, settings.snapshots)
+        paper = replace(net.plane, epochs=net.plane.epochs[visit], i_xt=net.plane.i_xt[:, visit],
+                        i_ty=net.plane.i_ty[:, visit], hist=None, hist_edges=None)
+        studies[name] = EstimatorStudyResult(net, visit, {"paper": paper, **done[name]["planes"]},
+                                             {"estimating": done[name]["seconds"], **net.seconds})
+    return studies
+
+
+def verdict_matrix(studies: Mapping[str, EstimatorStudyResult], columns: Sequence[str]) -> dict:
+    """Compression by estimator: one row per study (e.g. activation), one column per plane name.
+
+    Returns `rows`, `columns`, and `[rows][columns]` tables of `infoplane.compression_summary`'s
+    `hidden`, `hidden_sd`, `output`, `output_sd` (bits; NaN where a study has no such plane),
+    `hidden_verdict`, `output_verdict` ('n/a' there).
+    """
+    keys = ("hidden", "hidden_sd", "output", "output_sd", "hidden_verdict", "output_verdict")
+    empty = {key: "n/a" if key.endswith("verdict") else float("nan") for key in keys}
+    cells = [[infoplane.compression_summary(s.planes[c]) if c in s.planes else empty for c in columns]
+             for s in studies.values()]
+    return {"rows": list(studies), "columns": list(columns),
+            **{key: [[cell[key] for cell in row] for row in cells] for key in keys}}
 
 
 # --- MNIST with the KDE estimator (Saxe et al. Fig. 1C-D, 9, 10) ---------------------------------
@@ -239,6 +436,14 @@ class _SnapshotEstimates:
         self.kde.append([bounds for t in layers for bounds in mi.kde_sweep(t, self.y, self.noise_vars)])
         self.binned.append([mi.binned_floor(t, self.y, self.bin_width) for t in layers])
 
+    def state_dict(self) -> dict:
+        """The estimates so far, as plain data (for `train`'s checkpoints)."""
+        return {"kde": np.asarray(self.kde, dtype=np.float64), "binned": np.asarray(self.binned, dtype=np.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        # one [layers * noise_vars, bound, quantity] and one [layers, quantity] array per snapshot
+        self.kde, self.binned = list(state["kde"]), list(state["binned"])
+
     def planes(self) -> tuple[list[KDEPlane], np.ndarray, np.ndarray]:
         """One `KDEPlane` per noise variance, and binned I(X;T), I(T;Y) `[snapshots, layers]`."""
         kde = np.asarray(self.kde, dtype=np.float64)  # [K, layers * V, bound, quantity]
@@ -257,7 +462,8 @@ class MnistNetResult:
     `binned_i_xt`, `binned_i_ty` are `[snapshots, layers]` bits (floor bins of `bin_width`);
     `gradient_stats` the per-minibatch gradient statistics at the snapshot epochs (SPEC 2.6).
     `test_rows` are the indices of the test images the estimates used; `seconds["total"]` times
-    the whole call (training, with the estimates made at each snapshot).
+    the whole call (training, with the estimates made at each snapshot; after a resume from a
+    checkpoint, the part done in that call).
     """
 
     run: train.Run
@@ -298,7 +504,8 @@ class MnistNetResult:
 
 def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None = None, samples: int = 10_000,
               noise_var: float = 0.1, sensitivity: Sequence[float] = (), bin_width: float = 0.5,
-              data_path=None, progress: bool = True) -> MnistNetResult:
+              data_path=None, progress: bool = True,
+              checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
     """Train one MNIST network and estimate every layer's information at every snapshot
     (Saxe et al. Fig. 1C-D, 9, 10; SPEC E3).
 
@@ -306,16 +513,20 @@ def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None =
     `n_train` training images (None: all 60,000; else a seeded random subset) and is measured on
     `samples` test images (10,000: all of them; else a seeded subset): KDE bounds at `noise_var`
     and at each variance in `sensitivity` (from the same activations), floor binning of width
-    `bin_width`, and per-minibatch gradient statistics. Uses CUDA when present.
+    `bin_width`, and per-minibatch gradient statistics. Uses CUDA when present. Training saves a
+    checkpoint every `checkpoint_every` seconds (None: never) and an interrupted call resumes
+    from it (see `mnist_nets`).
     """
     return mnist_nets({"": config}, seed, n_train=n_train, samples=samples, noise_var=noise_var,
-                      sensitivity=sensitivity, bin_width=bin_width, data_path=data_path, progress=progress)[""]
+                      sensitivity=sensitivity, bin_width=bin_width, data_path=data_path, progress=progress,
+                      checkpoint_every=checkpoint_every)[""]
 
 
 def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_train: int | None = None,
                samples: int = 10_000, noise_var: float = 0.1, sensitivity: Sequence[float] = (),
                bin_width: float = 0.5, data_path=None, progress: bool = True,
-               workers: int | None = 1) -> dict[str, MnistNetResult]:
+               workers: int | None = 1,
+               checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> dict[str, MnistNetResult]:
     """`mnist_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
     cached on its own; returns the results under the same names.
 
@@ -323,6 +534,12 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     process each, on one CPU thread each (progress bars are then not shown). None means one
     worker per CPU core, or 1 when a GPU is present. A worker's results equal this process's up
     to rounding: NumPy's BLAS splits the large products differently on one thread.
+
+    Each network saves its training state (with the estimates made so far) every
+    `checkpoint_every` seconds (None: never) beside its cache entry; a call after Ctrl-C or a
+    kill resumes from there, with the same results bit for bit as an uninterrupted call in the
+    same setting (a checkpoint made in a worker process resumes only in one, as their rounding
+    differs). The checkpoint is removed once the entry is saved.
     """
     seed, workers = int(seed), _resolve_workers(workers)
     train_images, test_images = data.MNIST_SHAPES["train-images-idx3-ubyte"][0], data.MNIST_SHAPES["t10k-images-idx3-ubyte"][0]
@@ -343,16 +560,19 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     todo = [name for name, value in done.items() if value is None]
     quiet = workers > 1 and len(todo) > 1
     computed = _in_processes(_mnist_net, [
-        ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet), {})
-        for name in todo], workers)
+        ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet),
+         _checkpoint_args(paths[name], {"worker process": quiet}, checkpoint_every)) for name in todo], workers)
     for name, value in zip(todo, computed):
         done[name] = results.save_cached(paths[name], value)
+        results.remove_checkpoints(paths[name])
     return done
 
 
 def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int, noise_vars: tuple[float, ...],
-               bin_width: float, data_path, progress: bool, threads: int | None = None) -> MnistNetResult:
-    """`mnist_net` in this process, without the cache (`threads`: torch's CPU threads, if given)."""
+               bin_width: float, data_path, progress: bool, threads: int | None = None,
+               checkpoint: str | None = None, checkpoint_every: float = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
+    """`mnist_net` in this process, without the cache (`threads`: torch's CPU threads, if given;
+    `checkpoint`, `checkpoint_every` as for `TishbyNetResult.compute`)."""
     if threads is not None:
         torch.set_num_threads(threads)
     started = time.time()
@@ -369,7 +589,7 @@ def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int,
     recorder = gradients.Recorder("minibatch")
     run = train.train(x, y, train_idx, test_idx, config, [seed], keep_params=False,
                       on_snapshot=[estimates, recorder.on_snapshot], on_batch=[recorder.on_batch],
-                      progress=progress)
+                      progress=progress, **_checkpointing(checkpoint, checkpoint_every))
     planes, binned_i_xt, binned_i_ty = estimates.planes()
     seconds = {"total": round(time.time() - started, 2)}
     return MnistNetResult(run, infoplane.layer_names(run.sizes), planes, bin_width, binned_i_xt,

@@ -211,6 +211,22 @@ class Recorder:
                                      for w in self._net.weights], -1))
         self._moments = []
 
+    def state_dict(self) -> dict:
+        """The statistics recorded so far, as plain data, for `train`'s checkpoints, which take it
+        at the end of an epoch: gradients that no `on_snapshot` has turned into statistics yet are
+        not part of it."""
+        return {"mode": self.mode, "chunk": self.chunk, "epoch": self._epoch, "epochs": list(self._epochs),
+                "stats": np.asarray(self._stats, dtype=np.float64), "norms": np.asarray(self._norms, dtype=np.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` of a recorder with the same mode and chunk."""
+        if (state["mode"], state["chunk"]) != (self.mode, self.chunk):
+            raise ValueError(f"state is of a recorder with mode {state['mode']!r} and chunk {state['chunk']}, "
+                             f"not {self.mode!r} and {self.chunk}")
+        self._net, self._epoch, self._moments = None, state["epoch"], []
+        self._epochs = list(state["epochs"])
+        self._stats, self._norms = list(state["stats"]), list(state["norms"])  # [layers, 3, seeds], [seeds, layers]
+
     def trajectory(self) -> Trajectory:
         """The statistics recorded so far (`[seeds, K, layers]` arrays, see `Trajectory`)."""
         if not self._epochs:

@@ -49,19 +49,20 @@ def paper_binning(activation: str) -> Binning:
 class InformationPlane:
     """Binned information of every layer over training.
 
-    `i_xt`, `i_ty` are `[seeds, snapshots, layers]` in bits; `epochs` is `[snapshots]`;
-    `hist[l]` is `[snapshots, bins_l]`, the fraction of layer l's activity values (all units,
-    all inputs, first seed) in each bin, with bin edges `hist_edges[l]`; `value_range` is the
-    hidden layers' `[seeds, 2]` binning range.
+    `i_xt`, `i_ty` are `[seeds, snapshots, layers]` in bits; `epochs` is `[snapshots]`.
+    A binned plane (`binned_plane`) also has `hist[l]`, `[snapshots, bins_l]`, the fraction of
+    layer l's activity values (all units, all inputs, first seed) in each bin, with bin edges
+    `hist_edges[l]`, and `value_range`, the hidden layers' `[seeds, 2]` binning range; the planes
+    of `estimate` have None there.
     """
 
     epochs: np.ndarray
     layers: list[str]
     i_xt: np.ndarray
     i_ty: np.ndarray
-    hist: list[np.ndarray]
-    hist_edges: list[np.ndarray]
-    value_range: np.ndarray
+    hist: list[np.ndarray] | None = None
+    hist_edges: list[np.ndarray] | None = None
+    value_range: np.ndarray | None = None
 
     def mean(self) -> tuple[np.ndarray, np.ndarray]:
         """Seed-averaged I(X;T) and I(T;Y), each `[snapshots, layers]` in bits."""
@@ -74,24 +75,34 @@ def layer_names(sizes) -> list[str]:
     return names + [f"output ({sizes[-1]})"]
 
 
-def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int | None, desc: str, progress: bool):
-    """Yield (snapshot slice, activations per layer as `[S, c, N, width]`) for chunks of c snapshots.
+def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int | None, desc: str, progress: bool,
+                     snapshots: np.ndarray | None = None, net_input: bool = False):
+    """Yield (positions, activations per layer as `[S, c, N, width]`, net inputs or None) for
+    chunks of c snapshots.
 
-    The activations are transposed views of `[S, c, width, N]` buffers, the layout the network
-    computes and the binning wants. `chunk` None takes about 2**21 values of the widest layer
-    per chunk, so the temporaries stay small.
+    `snapshots` are the indices into `run.epochs` to visit (None: all), and `positions` the
+    slice of them this chunk covers. The activations are transposed views of `[S, c, width, N]`
+    buffers, the layout the network computes and the binning wants; with `net_input`, the net
+    inputs of every layer come in the same layout. `chunk` None takes about 2**21 values of the
+    widest layer per chunk, so the temporaries stay small.
     """
     net = run.ensemble(0, device=x.device)
+    visit = np.arange(len(run.epochs)) if snapshots is None else np.asarray(snapshots)
     if chunk is None:
         chunk = max(1, 2**21 // (len(run.seeds) * x.shape[0] * max(run.sizes[1:])))
-    for start in tqdm(range(0, len(run.epochs), chunk), desc=desc, disable=not progress, mininterval=1.0):
-        ks = range(start, min(start + chunk, len(run.epochs)))
-        per_snapshot = []
-        for k in ks:
+
+    def stacked(per_snapshot):
+        return [torch.stack(layer, 1).transpose(2, 3) for layer in zip(*per_snapshot)]
+
+    for start in tqdm(range(0, len(visit), chunk), desc=desc, disable=not progress, mininterval=1.0):
+        acts, net_inputs = [], []
+        for k in visit[start:start + chunk]:
             net.load(run.params[k].to(x.device))
             with torch.no_grad():
-                per_snapshot.append([a.transpose(1, 2) for a in net.forward(x)])
-        yield slice(ks.start, ks.stop), [torch.stack(layer, 1).transpose(2, 3) for layer in zip(*per_snapshot)]
+                acts.append([a.transpose(1, 2) for a in net.forward(x)])
+                if net_input:
+                    net_inputs.append([z.transpose(1, 2) for z in net.forward(x, net_input=True)])
+        yield slice(start, start + len(acts)), stacked(acts), stacked(net_inputs) if net_input else None
 
 
 def activity_range(run: Run, x, chunk: int | None = None, progress: bool = False) -> np.ndarray:
@@ -99,7 +110,7 @@ def activity_range(run: Run, x, chunk: int | None = None, progress: bool = False
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     lo = torch.full((len(run.seeds),), float("inf"))
     hi = torch.full((len(run.seeds),), float("-inf"))
-    for _, acts in _snapshot_chunks(run, x, chunk, "activity range", progress):
+    for _, acts, _ in _snapshot_chunks(run, x, chunk, "activity range", progress):
         for a in acts[:-1]:
             a_lo, a_hi = torch.aminmax(a.reshape(a.shape[0], -1), dim=1)
             lo, hi = torch.minimum(lo, a_lo.cpu()), torch.maximum(hi, a_hi.cpu())
@@ -131,7 +142,7 @@ def binned_plane(run: Run, x, y, hidden: Binning | None = None, output: Binning 
     i_ty = np.zeros_like(i_xt)
     hist = [np.zeros((n_snaps, hidden.bins)) for _ in range(n_layers - 1)]
     hist.append(np.zeros((n_snaps, output.bins)))
-    for ks, acts in _snapshot_chunks(run, x, chunk, f"binning {run.config.activation}", progress):
+    for ks, acts, _ in _snapshot_chunks(run, x, chunk, f"binning {run.config.activation}", progress):
         for l, a in enumerate(acts):
             if l < n_layers - 1:
                 bins, per_seed = hidden.bins, (ranges[:, :1], ranges[:, 1:])
@@ -179,3 +190,183 @@ def saturated_share(plane: InformationPlane, layer: int, values=(-1.0, 1.0)) -> 
     edges = plane.hist_edges[layer]
     bins = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
     return plane.hist[layer][:, np.unique(bins)].sum(1)
+
+
+# --- many estimators on the same snapshots (Saxe et al. App. B; Chelombiev et al. 2019; Lorenzen et al. 2022)
+#
+# An estimator here is a small callable object: `estimator(t, y, is_output)` takes one layer's
+# activity `t` [S, c, N, width] (S seeds, c snapshots; net inputs instead when its `net_input` is
+# True) with labels `y` [N], and returns `{plane name: (i_xt, i_ty)}`, each `[S, c]` bits.
+# `estimate` recomputes every snapshot's activity once and hands it to all of them.
+
+
+@dataclass(frozen=True)
+class UniformBins:
+    """`bins` equal bins per unit (`mi.binned`), plane `name`.
+
+    Hidden layers are binned on `hidden_range`: (lo, hi), or one range per seed `[S, 2]` (e.g.
+    `activity_range`); the output layer on `output_range`. With `net_input`, the units' net inputs
+    are binned instead of their activity (Saxe et al. Fig. 14: bins uniform in the net input).
+    """
+
+    name: str
+    bins: int
+    hidden_range: tuple[float, float] | np.ndarray
+    output_range: tuple[float, float] = (0.0, 1.0)
+    net_input: bool = False
+
+    def __call__(self, t, y, is_output: bool) -> dict:
+        if is_output:
+            value_range = self.output_range
+        else:
+            ranges = np.asarray(self.hidden_range, dtype=np.float64)
+            value_range = (ranges[:, :1], ranges[:, 1:]) if ranges.ndim == 2 else tuple(ranges)
+        return {self.name: mi.binned(t, y, self.bins, value_range)}
+
+
+@dataclass(frozen=True)
+class EqualMassBins:
+    """Adaptive bins (Chelombiev et al. 2019): per seed, snapshot and layer, `bins` bins holding
+    equal shares of the layer's distinct activity values (`mi.equal_mass_edges`), the lowest edge
+    at `low` (the activation's smallest possible value) for hidden layers and 0 for the softmax."""
+
+    bins: int = 30
+    low: float | None = None
+    name: str = "equal_mass"
+    net_input = False
+
+    def __call__(self, t, y, is_output: bool) -> dict:
+        edges = mi.equal_mass_edges(t, self.bins, low=0.0 if is_output else self.low)
+        return {self.name: mi.binned(t, y, bins=edges)}
+
+
+@dataclass(frozen=True)
+class PrecisionBins:
+    """Binning at machine precision (Saxe et al. Fig. 15): every distinct float32 value its own bin."""
+
+    name: str = "precision"
+    net_input = False
+
+    def __call__(self, t, y, is_output: bool) -> dict:
+        return {self.name: mi.binned_precision(t, y)}
+
+
+@dataclass(frozen=True)
+class QuantisedCodes:
+    """The exact information of a quantised network (Lorenzen et al. 2022): hidden activity is
+    already on 2**bits levels of the layer's own range, so its codes (`mi.quantise` on that range)
+    are the layer; the continuous softmax output is read out on `bits` bits of [0, 1]."""
+
+    bits: int = 8
+    name: str = "quantised"
+    net_input = False
+
+    def __call__(self, t, y, is_output: bool) -> dict:
+        codes = mi.quantise(t, self.bits, (0.0, 1.0) if is_output else None)
+        return {self.name: mi.discrete(codes, y)}
+
+
+@dataclass(frozen=True)
+class KDE:
+    """Kolchinsky & Tracey estimates (`mi.kde_sweep`) at each noise variance, planes
+    `kde_upper_<variance>` and `kde_lower_<variance>` (variance formatted with `:g`)."""
+
+    noise_vars: tuple[float, ...] = (0.1,)
+    net_input = False
+
+    def __call__(self, t, y, is_output: bool) -> dict:
+        n_seeds, n_snaps = t.shape[:2]
+        out = {f"kde_{bound}_{v:g}": (np.empty((n_seeds, n_snaps)), np.empty((n_seeds, n_snaps)))
+               for v in self.noise_vars for bound in ("upper", "lower")}
+        for s in range(n_seeds):
+            for k in range(n_snaps):
+                for v, bounds in zip(self.noise_vars, mi.kde_sweep(t[s, k], y, self.noise_vars)):
+                    for bound, value in zip(("upper", "lower"), bounds):
+                        out[f"kde_{bound}_{v:g}"][0][s, k], out[f"kde_{bound}_{v:g}"][1][s, k] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Kraskov:
+    """Kraskov k-nearest-neighbour entropy of each layer (`mi.kraskov_entropy`; Saxe et al.
+    App. B.3, Fig. 12), plane `kraskov`. Its `i_xt` holds the entropy H(T) in bits (I(X;T) up to
+    the constant noise entropy) and may be negative; `i_ty` is NaN."""
+
+    k: int = 2
+    eps: float = 1e-16
+    name: str = "kraskov"
+    net_input = False
+
+    def __call__(self, t, y, is_output: bool) -> dict:
+        h = np.asarray(mi.kraskov_entropy(t, self.k, self.eps), dtype=np.float64)
+        return {self.name: (h, np.full_like(h, np.nan))}
+
+
+def snapshot_subset(epochs, n: int) -> np.ndarray:
+    """Indices of about `n` of the snapshot `epochs`, spread evenly in log(1 + epoch), the first
+    and last included (the expensive estimators visit these)."""
+    log_epochs = np.log1p(np.asarray(epochs, dtype=np.float64))
+    if n < 2 or log_epochs.ndim != 1 or len(log_epochs) < 2:
+        raise ValueError(f"need n >= 2 and at least 2 epochs, got n={n} and epochs of shape {np.shape(epochs)}")
+    grid = np.linspace(log_epochs[0], log_epochs[-1], n)
+    return np.unique(np.abs(log_epochs[None] - grid[:, None]).argmin(1))
+
+
+def estimate(run: Run, x, y, estimators, snapshots=None, chunk: int | None = None,
+             progress: bool = True) -> dict[str, InformationPlane]:
+    """Apply every estimator of `estimators` to every layer of every seed of `run` at the
+    snapshots `snapshots` (indices into `run.epochs`; None: all), computing each snapshot's
+    activity once for all of them.
+
+    x: `[N, d]` inputs, all equally likely; y: `[N]` labels. Returns one `InformationPlane` (no
+    histograms) per plane name the estimators produce, `i_xt`, `i_ty` `[seeds, snapshots, layers]`
+    bits, on the epochs visited.
+    """
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    visit = np.arange(len(run.epochs)) if snapshots is None else np.asarray(snapshots, dtype=np.int64)
+    n_layers = len(run.sizes) - 1
+    shape = (len(run.seeds), len(visit), n_layers)
+    planes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    net_input = any(e.net_input for e in estimators)
+    for ks, acts, net_inputs in _snapshot_chunks(run, x, chunk, f"estimating {run.config.activation}", progress,
+                                                 visit, net_input):
+        for l in range(n_layers):
+            for estimator in estimators:
+                t = net_inputs[l] if estimator.net_input else acts[l]
+                for name, (i_xt, i_ty) in estimator(t, y, l == n_layers - 1).items():
+                    out = planes.setdefault(name, (np.full(shape, np.nan), np.full(shape, np.nan)))
+                    out[0][:, ks, l], out[1][:, ks, l] = i_xt, i_ty
+    layers = layer_names(run.sizes)
+    return {name: InformationPlane(run.epochs[visit], layers, i_xt, i_ty) for name, (i_xt, i_ty) in planes.items()}
+
+
+# --- verdicts -------------------------------------------------------------------------------------
+
+# Compression, in bits, at or above which a layer "compresses", and at or below which it does not;
+# in between it compresses "slightly". The same thresholds as chapter 1's claims.
+COMPRESSES, NO_COMPRESSION = 0.5, 0.1
+
+
+def verdict(bits: float) -> str:
+    """'compresses', 'slight' or 'none' for a compression of `bits` (see COMPRESSES, NO_COMPRESSION)."""
+    if np.isnan(bits):
+        return "n/a"
+    return "compresses" if bits >= COMPRESSES else "none" if bits <= NO_COMPRESSION else "slight"
+
+
+def compression_summary(plane: InformationPlane) -> dict:
+    """How much a plane's hidden layers and its output layer compress, in bits.
+
+    `hidden`: the largest compression (`compression`) of the seed-mean I(X;T) of any hidden layer,
+    with `hidden_layer` its index and `hidden_sd` the spread (standard deviation over seeds) of
+    that layer's per-seed compression; `output`, `output_sd` the same for the output layer; and
+    the `verdict` of each.
+    """
+    mean = compression(plane.i_xt.mean(0))
+    per_seed = compression(plane.i_xt)
+    layer = int(np.argmax(mean[:-1]))
+    return {
+        "hidden": float(mean[layer]), "hidden_sd": float(per_seed[:, layer].std()), "hidden_layer": layer,
+        "output": float(mean[-1]), "output_sd": float(per_seed[:, -1].std()),
+        "hidden_verdict": verdict(mean[layer]), "output_verdict": verdict(mean[-1]),
+    }

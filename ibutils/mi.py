@@ -1,14 +1,20 @@
-"""Information estimators, in bits (SPEC 2.1, 2.2).
+"""Information estimators, in bits (SPEC 2.1-2.3, E10).
 
 Pure functions of arrays: NumPy arrays or torch tensors in, floats (or NumPy arrays for batched
 input) out. X is always uniform over the rows of the activity `t` (one row per input pattern,
 every pattern distinct), and T is computed on the device of `t`.
 
 - `discrete`: plug-in I(X;T) and I(T;Y) of a layer already mapped to integer codes, batched.
-- `bin_codes`, `binned`: uniform bins on a range or explicit edges (NumPy histogram semantics).
+- `bin_codes`, `binned`: uniform bins on a range, or explicit edges (shared or one set per batch
+  element), with NumPy histogram semantics.
+- `equal_mass_edges`: Chelombiev et al.'s adaptive edges, equal numbers of distinct values per bin.
 - `binned_floor`: ibsgd's unbounded bins, code = floor(t / bin_width).
+- `precision_codes`, `binned_precision`: every distinct float value its own bin (Fig. 15).
+- `quantise`, `fake_quantise`: uniform b-bit codes and their levels (Lorenzen et al.'s quantised
+  networks, whose plug-in information is exact).
 - `kde`: Kolchinsky & Tracey pairwise-distance estimates with Gaussian noise of variance noise_var;
   `kde_sweep` for several variances from one pass over the distances.
+- `kraskov_entropy`: Kraskov et al.'s k-nearest-neighbour entropy (App. B.3), batched.
 - `entropy`: plug-in entropy of a label vector.
 - `gaussian_channel`: exact I(X; WX + Z) for Gaussian X (defined in `ibutils.gaussian`).
 """
@@ -21,10 +27,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from scipy import special
+from scipy.spatial import cKDTree
 
 from ibutils.gaussian import gaussian_channel
 
-__all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "kde", "kde_sweep", "gaussian_channel"]
+__all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "equal_mass_edges",
+           "precision_codes", "binned_precision", "quantise", "fake_quantise", "kde", "kde_sweep", "kraskov_entropy",
+           "gaussian_channel"]
 
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -32,9 +42,8 @@ _KEY_LIMIT = 2**63  # packed row keys are int64, so they must stay below this
 # Values binned per step: temporaries then stay below glibc's 32 MB mmap threshold, so their
 # memory is reused; larger ones are unmapped when freed and fault in again on the next use.
 _CHUNK_VALUES = 2**21
-# default [chunk_size, N] distance block, 8 MiB in float64: measured 3-4x faster than 64 MiB
-# blocks at N = 4,096 x 10 and 10,000 x 20, and 1.2x at 10,000 x 1,024 (benchmarks/RESULTS.md)
-_KDE_BLOCK_ELEMENTS = 2**20
+# default side of the square blocks of the KDE distance matrix (benchmarks/RESULTS.md, issue 13)
+_KDE_BLOCK = 512
 
 
 class MI(NamedTuple):
@@ -103,6 +112,13 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
 def _check_rows(x: torch.Tensor, name: str) -> None:
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape [..., n_samples, n_units], got shape {tuple(x.shape)}")
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
 
 
 def _float64(x, name: str, device) -> torch.Tensor:
@@ -274,11 +290,7 @@ def _value_range(value_range, batch_shape: torch.Size, device) -> tuple[torch.Te
     except (TypeError, ValueError) as err:
         raise ValueError(f"value_range must be a pair (lo, hi), got {value_range!r}") from err
     lo, hi = _float64(lo, "value_range", device), _float64(hi, "value_range", device)
-    try:
-        shape = torch.broadcast_shapes(lo.shape, hi.shape, batch_shape)
-    except RuntimeError:
-        shape = None
-    if shape != batch_shape:
+    if not (_broadcasts_to(lo.shape, batch_shape) and _broadcasts_to(hi.shape, batch_shape)):
         raise ValueError(
             f"value_range lo and hi must broadcast to the batch shape {tuple(batch_shape)} of t, "
             f"got shapes {tuple(lo.shape)} and {tuple(hi.shape)}"
@@ -291,7 +303,7 @@ def _value_range(value_range, batch_shape: torch.Size, device) -> tuple[torch.Te
 
 
 def _edges(bins, value_range, batch_shape: torch.Size, device) -> torch.Tensor:
-    """Bin edges, float64 [n_bins + 1], or [*batch_shape, n_bins + 1] for per-element ranges."""
+    """Bin edges, float64 [n_bins + 1], or [*batch_shape, n_bins + 1] for per-element ranges or edges."""
     if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
         if bins < 1:
             raise ValueError(f"bins must be at least 1, got {bins}")
@@ -305,11 +317,12 @@ def _edges(bins, value_range, batch_shape: torch.Size, device) -> torch.Tensor:
     if value_range is not None:
         raise ValueError("value_range must be left unset (None) when bins is an array of edges")
     edges = _float64(bins, "bins", device)
-    if edges.ndim != 1 or len(edges) < 2:
-        raise ValueError(f"bins must be an int or a 1-D array of >= 2 edges, got shape {tuple(edges.shape)}")
-    if not (edges[1:] > edges[:-1]).all():
+    if edges.ndim == 0 or edges.shape[-1] < 2 or not _broadcasts_to(edges.shape[:-1], batch_shape):
+        raise ValueError(f"bins must be an int or an array of >= 2 edges of shape [n_edges] or [..., n_edges] "
+                         f"broadcastable to the batch shape {tuple(batch_shape)} of t, got shape {tuple(edges.shape)}")
+    if not (edges[..., 1:] > edges[..., :-1]).all():
         raise ValueError("bins (edges) must be strictly increasing")
-    return edges
+    return edges if edges.ndim == 1 else edges.expand(*batch_shape, edges.shape[-1])
 
 
 def _ceil_to(edges: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -403,8 +416,9 @@ def bin_codes(t, bins=30, value_range=None) -> torch.Tensor:
     """Bin index 0..n_bins-1 of every value of `t` [..., n_samples, n_units]: an int64 torch tensor
     of t's shape, on t's device.
 
-    bins: an int (that many equal bins on `value_range`) or a 1-D strictly increasing array of
-        edges (then `value_range` must stay None).
+    bins: an int (that many equal bins on `value_range`) or an array of strictly increasing
+        edges, [n_edges] shared by all batch elements or [..., n_edges] with leading dims
+        broadcastable to `t.shape[:-2]` (e.g. `equal_mass_edges(t)`); then `value_range` stays None.
     value_range: (lo, hi); None means (-1, 1). lo and hi may be arrays broadcastable to
         `t.shape[:-2]`, giving each batch element its own range (e.g. one [min, max] per run).
 
@@ -449,18 +463,236 @@ def binned_floor(t, y, bin_width) -> MI:
     return discrete(quotients.to(torch.int64), y)
 
 
+# --- adaptive, machine-precision and quantised codes ------------------------------------------------
+
+
+def _sort_last(values: torch.Tensor) -> torch.Tensor:
+    """`values` sorted along the last dim (NumPy's sort on the CPU: ~4x torch.sort for float32 rows)."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.sort(values.numpy(), axis=-1))
+    return values.sort(dim=-1).values
+
+
+def _equal_mass_rows(values: torch.Tensor, bins: int, low: torch.Tensor | None) -> torch.Tensor:
+    """`equal_mass_edges` of each row of `values` [R, L] (one pooled layer per row): float64 [R, bins + 1]."""
+    ordered = _sort_last(values)
+    is_new = torch.ones_like(ordered, dtype=torch.bool)
+    is_new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    rank = is_new.cumsum(1, dtype=torch.int32) - 1  # rank of each sorted value among the row's distinct values
+    m = rank[:, -1:].to(torch.int64) + 1  # distinct values per row [R, 1]
+    groups = m.clamp(max=bins)  # non-empty bins
+    k = torch.arange(1, bins, device=values.device)
+    first = torch.div(k * m, groups, rounding_mode="floor").clamp_(max=m - 1)  # rank opening bin k
+    above, below = (ordered.gather(1, torch.searchsorted(rank, j.to(torch.int32))).to(torch.float64)
+                    for j in (first, first - 1))
+    middle = 0.5 * below + 0.5 * above
+    inner = torch.where(middle > below, middle, above)  # in (below, above]: `above` opens bin k
+    top = ordered[:, -1:].to(torch.float64)
+    lowest = ordered[:, :1].to(torch.float64) if low is None else low.expand_as(top)
+    lowest = torch.where(lowest < top, lowest, top - top.abs().clamp(min=1.0))  # a constant layer
+    base = torch.cat([lowest, inner], 1).gather(1, groups - 1)  # the last edge that opens a non-empty bin
+    share = (k - groups + 1).to(torch.float64) / (bins - groups + 1)
+    inner = torch.where(k < groups, inner, base + share * (top - base))  # empty bins just below the top
+    return torch.cat([lowest, inner, top], 1)
+
+
+def equal_mass_edges(t, bins=30, low=None) -> torch.Tensor:
+    """Adaptive bin edges of each layer in `t` [..., n_samples, n_units]: float64, [..., bins + 1],
+    on t's device, to be used as `binned(t, y, bins=edges)` (or `bin_codes`).
+
+    Equal-mass binning of Chelombiev, Houghton & O'Donnell (ICLR 2019): the values of all units
+    and samples of a layer are pooled and their m sorted distinct values u_0 < ... < u_{m-1}
+    split into `bins` groups of consecutive values, group k holding u_j for
+    floor(k m / bins) <= j < floor((k + 1) m / bins), i.e. floor(m / bins) or ceil(m / bins)
+    distinct values each, however often each value occurs (ties are one value). Edges, in
+    `binned`'s semantics (bin k is [e_k, e_k+1), the last bin closed):
+    - inner edge e_k is the midpoint of the gap between the groups, (u_{j-1} + u_j) / 2 for the
+      first value u_j of group k (u_j itself if the midpoint rounds onto u_{j-1}), so no value
+      lies on an inner edge and rounding cannot move one across;
+    - e_0 = `low`, the smallest value the activation can take (e.g. -1 for tanh, 0 for ReLU-like
+      units; it must not exceed min(t)), or None: u_0 itself (it lies in the first bin);
+    - e_bins = u_{m-1}, the maximum.
+    A layer with m < bins distinct values gets one bin per value and bins - m empty bins, their
+    edges spread evenly between its last inner edge and its maximum (so every layer has
+    bins + 1 edges and a batch stays one array); empty bins change no sample's symbol, so the
+    information is that of m bins. A constant layer whose value is also `low` (or with `low`
+    None) gets e_0 = u_0 - max(1, |u_0|).
+
+    Chelombiev et al.'s code puts the edges on values u_j themselves, keeps the value `low` out
+    of the groups (ReLU's zeros get a bin of their own) and lets np.digitize give the maximum a
+    symbol of its own; here every value is in the bin of its group.
+    Raises ValueError if two distinct values of float64 data are adjacent doubles where an edge
+    must go between them (not possible for float32 or narrower data).
+    """
+    t = _floats(t, "t")
+    _check_rows(t, "t")
+    if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    if low is not None:
+        low = _float64(low, "low", t.device)
+        if low.ndim != 0 or low > t.min():
+            raise ValueError(f"low must be a number <= the smallest value of t ({t.min().item()}), got {low.tolist()}")
+    flat = t.reshape(-1, t.shape[-2] * t.shape[-1])
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # float16 and bfloat16 values are exact in float32
+    chunks = _batch_chunks(flat[:, :, None])
+    edges = torch.cat([_equal_mass_rows(flat[s], int(bins), low) for s in chunks])
+    if not (edges[:, 1:] > edges[:, :-1]).all():
+        raise ValueError("t has distinct values too close together (adjacent float64 numbers) to put an edge between")
+    return edges.reshape(*t.shape[:-2], bins + 1)
+
+
+def precision_codes(t) -> torch.Tensor:
+    """Machine-precision bins: the bit pattern of every value of `t` [..., n_samples, n_units], as
+    an int64 torch tensor of t's shape on t's device; equal exactly where the values are equal.
+
+    Values are compared in t's dtype (float32 activations: every distinct float32 value is its
+    own bin, Saxe et al. Fig. 15). -0.0 is first made +0.0 (t + 0.0), so the two zeros, equal as
+    floats, are one bin. NaN and inf are refused.
+    """
+    t = _floats(t, "t")
+    _check_rows(t, "t")
+    bits_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return (t + 0.0).view(bits_dtype).to(torch.int64)
+
+
+def binned_precision(t, y) -> MI:
+    """Binning at machine precision (SPEC 2.1, Fig. 15) in bits: `discrete(precision_codes(t), y)`."""
+    return discrete(precision_codes(t), y)
+
+
+def _quantised(t, bits, value_range) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.dtype]:
+    """Checked `t` quantised: codes as float64 (t's shape), lo and the level step broadcastable to
+    them, and t's dtype."""
+    t = _floats(t, "t")
+    _check_rows(t, "t")
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 1 <= bits <= 32:
+        raise ValueError(f"bits must be an int from 1 to 32, got {bits!r}")
+    levels = 2 ** int(bits) - 1
+    if value_range is None:
+        lo, hi = (x.to(torch.float64) for x in torch.aminmax(t.flatten(-2), dim=-1))
+    else:
+        lo, hi = _value_range(value_range, t.shape[:-2], t.device)
+    lo, width = lo[..., None, None], (hi - lo)[..., None, None]
+    scale = torch.where(width > 0, levels / width, 0.0)  # a constant batch element: every code 0
+    codes = torch.floor((t.to(torch.float64) - lo) * scale + 0.5).clamp_(0, levels)
+    return codes, lo, width / levels, t.dtype
+
+
+def quantise(t, bits=8, value_range=None) -> torch.Tensor:
+    """Uniform `bits`-bit quantisation codes of `t` [..., n_samples, n_units] (Lorenzen, Igel &
+    Nielsen, ICLR 2022): int64 torch tensor of t's shape on t's device, usable in `discrete`.
+
+    code = floor((t - lo) * (2**bits - 1) / (hi - lo) + 0.5), clipped to [0, 2**bits - 1], in
+    float64: rounding to the nearest level, halves rounded up (as the final step of TensorFlow's
+    fake_quant_with_min_max_vars, which also nudges lo and hi so that 0 is a level; this
+    does not). value_range: (lo, hi) with lo < hi, scalars or arrays broadcastable to
+    `t.shape[:-2]` (as in `bin_codes`); None: each batch element's own [min, max] over all its
+    units and samples (Lorenzen et al.'s tanh quantiser takes the layer's min and max over the
+    batch); a constant element then gets code 0. `fake_quantise` gives the levels' values.
+    """
+    return _quantised(t, bits, value_range)[0].to(torch.int64)
+
+
+def fake_quantise(t, bits=8, value_range=None) -> torch.Tensor:
+    """The values of `quantise(t, bits, value_range)`'s levels, lo + code * (hi - lo) / (2**bits - 1),
+    as a torch tensor of t's shape and dtype on t's device: the activation of a quantised network.
+
+    It has no gradient (rounding); quantisation-aware training passes gradients straight through
+    with `t + (fake_quantise(t) - t).detach()`.
+    """
+    codes, lo, step, dtype = _quantised(t, bits, value_range)
+    return (lo + codes * step).to(dtype)
+
+
+# --- Kraskov (k-nearest-neighbour) entropy -------------------------------------------------------
+
+
+def _kth_neighbour_distance(x: np.ndarray, k: int) -> np.ndarray:
+    """Euclidean distance of each row of `x` [n, d] (float64) to its k-th nearest other row."""
+    # the k+1 nearest include the row itself at distance 0, so the (k+1)-th is the k-th other one,
+    # duplicates of the row included
+    return cKDTree(x).query(x, k=[k + 1], workers=1)[0][:, 0]
+
+
+def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
+    """Kraskov, Stoegbauer & Grassberger (2004) k-nearest-neighbour entropy of `t` [n_samples,
+    n_units] in bits (SPEC 2.3, Saxe et al. App. B.3); batched `t` [..., n_samples, n_units] gives
+    a NumPy array of shape `t.shape[:-2]`.
+
+    H = (d/N) sum_i log(r_i + eps) + (d/2) log pi - log Gamma(d/2 + 1) + psi(N) - psi(k), in
+    nats, converted to bits; r_i is the Euclidean distance from sample i to its k-th nearest
+    neighbour among the other samples (duplicates of a sample are neighbours at distance 0), d
+    the number of units. Coinciding samples make it very negative (log eps); it is returned as
+    it is. Differential entropy: it can be any real number, and I(X;T) under homoscedastic noise
+    is H(T) minus a constant. Distances in float64 by a k-d tree (scipy's cKDTree, one thread),
+    one batch element at a time. k: 1 <= k < N (paper: 2); eps: positive (paper: 1e-16).
+    """
+    t = _floats(t, "t")
+    _check_rows(t, "t")
+    n, d = t.shape[-2:]
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < n:
+        raise ValueError(f"k must be an int from 1 to n_samples - 1 = {n - 1}, got {k!r}")
+    eps = _positive(eps, "eps")
+    layers = t.detach().to("cpu", torch.float64).reshape(-1, n, d).numpy()
+    mean_log_r = np.array([np.log(_kth_neighbour_distance(x, int(k)) + eps).mean() for x in layers])
+    log_unit_ball = d / 2 * math.log(math.pi) - special.gammaln(d / 2 + 1)  # volume of the unit d-ball
+    nats = d * mean_log_r + log_unit_ball + special.digamma(n) - special.digamma(k)
+    return _out(torch.from_numpy(nats / math.log(2)).reshape(t.shape[:-2]))
+
+
 # --- KDE ----------------------------------------------------------------------------------------
 
 
 def _exp_(x: torch.Tensor) -> torch.Tensor:
-    """exp in place; on the CPU through NumPy, whose float64 exp is ~2.5x faster than torch's here."""
+    """exp in place; on the CPU through NumPy, whose exp is ~2x (float32) to ~10x (float64) torch's here."""
     if x.device.type == "cpu" and x.is_contiguous():
         np.exp(x.numpy(), out=x.numpy())
         return x
     return x.exp_()
 
 
-def kde(t, y, noise_var=0.1, chunk_size=None) -> KDEBounds:
+def _class_blocks(class_sizes: list[int], size: int) -> list[tuple[slice, int]]:
+    """Consecutive blocks of at most `size` samples, each within one class (samples sorted by class),
+    with that class."""
+    ends = np.cumsum(class_sizes).tolist()
+    return [(slice(start, min(start + size, end)), c)
+            for c, end in enumerate(ends) for start in range(end - class_sizes[c], end, size)]
+
+
+def _kernel_block_sums(h: torch.Tensor, blocks, scales: list[float], dtype: torch.dtype) -> torch.Tensor:
+    """sums[v, kernel, b, i] = sum_{j in block b} k_ij for the rows `h` [N, d] (float64), for the
+    kernels exp(scales[v] * D_ij) (kernel 0, pairwise KL) and exp(scales[v] / 4 * D_ij) (kernel 1,
+    Bhattacharyya): [len(scales), 2, len(blocks), N], in `dtype`.
+
+    D is symmetric, so each block pair is computed once, above the diagonal, and gives the row
+    sums of both blocks. The squared distances come from one float64 product of augmented rows,
+    [h_i, |h_i|^2, 1] . [-2 h_j, 1, |h_j|^2]; the kernels are computed in `dtype`, the KL one as the
+    Bhattacharyya one to the 4th power (two products instead of an exp).
+    """
+    sq_norms = (h * h).sum(1, keepdim=True)
+    ones = torch.ones_like(sq_norms)
+    left, right = torch.cat([h, sq_norms, ones], 1), torch.cat([-2.0 * h, ones, sq_norms], 1).T.contiguous()
+    sums = torch.empty(len(scales), 2, len(blocks), len(h), dtype=dtype, device=h.device)
+    for b, (rows, _) in enumerate(blocks):
+        for c in range(b, len(blocks)):
+            cols = blocks[c][0]
+            dist = (left[rows] @ right[:, cols]).to(dtype).clamp_(min=0.0)
+            if b == c:
+                dist.fill_diagonal_(0.0)  # exact D_ii = 0, so I(X;T) cannot exceed log2 N by rounding
+            kernel = torch.empty_like(dist)
+            for v, scale in enumerate(scales):
+                _exp_(torch.mul(dist, scale / 4.0, out=kernel))
+                for k in (1, 0):
+                    if k == 0:
+                        kernel.mul_(kernel).mul_(kernel)  # exp(x / 4) ** 4
+                    torch.sum(kernel, 1, out=sums[v, k, c, rows])
+                    if b != c:
+                        torch.sum(kernel, 0, out=sums[v, k, b, cols])
+    return sums
+
+
+def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
     """Kolchinsky & Tracey pairwise-distance estimates (SPEC 2.2) in bits, for T = t + N(0, noise_var I).
 
     t: floats [n_samples, n_units]; y: integer labels [n_samples]; noise_var: sigma^2 > 0.
@@ -470,20 +702,30 @@ def kde(t, y, noise_var=0.1, chunk_size=None) -> KDEBounds:
         I(T;Y) = I(X;T) + (1/N) sum_i log((1/N_{y_i}) sum_{j: y_j = y_i} k_ij)
     i.e. H(T) - sum_l p_l H(T|Y=l) with class-restricted sums; the H(T|X) constants cancel.
 
-    Float64 throughout, on the device of `t`. Rows are processed in blocks of `chunk_size`
-    (None: about 2**20 / N rows, 8 MiB per [block, N] float64 array), so N = 10,000 fits easily.
-    `kde_sweep` gives several noise variances from the same distances.
+    On the device of `t`, in square blocks of `chunk_size` samples (None: 512) of the distance
+    matrix, each computed once (D is symmetric). Distances, the accumulation of the block sums
+    and the logs are float64; `precision` is the dtype of the kernels and of their sums within
+    a block: "float32" (the default; on the CPU at N = 4,096 it takes 0.4-0.6 of the time of
+    "float64" kernels and ~0.1 of the float64 code before issue 13; see `kde_sweep` for its
+    error) or "float64". `kde_sweep` gives several noise variances from the same distances.
     """
-    return kde_sweep(t, y, [noise_var], chunk_size)[0]
+    return kde_sweep(t, y, [noise_var], chunk_size, precision)[0]
 
 
-def kde_sweep(t, y, noise_vars, chunk_size=None) -> list[KDEBounds]:
-    """`kde(t, y, v, chunk_size)` for every noise variance v in `noise_vars` (a 1-D sequence),
-    computing each block of pairwise distances once for all of them.
+def kde_sweep(t, y, noise_vars, chunk_size=None, precision="float32") -> list[KDEBounds]:
+    """`kde(t, y, v, chunk_size, precision)` for every noise variance v in `noise_vars` (a 1-D
+    sequence), computing each block of pairwise distances once for all of them.
 
     Every kernel sum includes the diagonal term exp(0) = 1 and no term exceeds it, so the sums
     lie in [1, N] and need no log-sum-exp shift. Samples are sorted by class first, so each
-    class-restricted sum is a sum over a contiguous block of columns.
+    class-restricted sum is a sum of whole blocks.
+
+    Error of precision="float32" against "float64": each kernel term exp(x), x = -D/(8 sigma^2),
+    carries a relative error of about (|x| + 2) 2**-24 (x rounded to float32, then exp), four
+    times that for the KL kernel; terms below e**-87 (float32's smallest normal number) lose
+    precision, against sums >= 1; the float32 sums within a block add a few 2**-24 relative.
+    Measured: below 3e-8 bits at N = 4,096 (d = 10, 20, sigma^2 = 0.1 and 1e-3) and at
+    10,000 x 1,024 (benchmarks/RESULTS.md); the tests hold it to 1e-6.
     """
     t = _floats(t, "t")
     if t.ndim != 2:
@@ -491,37 +733,29 @@ def kde_sweep(t, y, noise_vars, chunk_size=None) -> list[KDEBounds]:
     if isinstance(noise_vars, (str, bytes)) or np.ndim(noise_vars) != 1 or len(noise_vars) == 0:
         raise ValueError(f"noise_vars must be a non-empty 1-D sequence of variances, got {noise_vars!r}")
     scales = [-1.0 / (2.0 * _positive(v, "noise_var")) for v in noise_vars]
-    n = t.shape[0]
     if chunk_size is None:
-        chunk_size = max(1, _KDE_BLOCK_ELEMENTS // n)
+        chunk_size = _KDE_BLOCK
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    if precision not in dtypes:
+        raise ValueError(f"precision must be one of {sorted(dtypes)}, got {precision!r}")
+    n = t.shape[0]
     labels, class_sizes = _classes(y, "y", n, t.device)
     labels, order = labels.sort(stable=True)
-    bounds = [0, *class_sizes.cumsum(0).tolist()]
-    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    blocks = _class_blocks(class_sizes.tolist(), int(chunk_size))
 
     h = t.to(torch.float64)[order]
-    h = h - h.mean(0)  # distances are shift-invariant; centring shrinks the norms that cancel below
-    sq_norms = (h * h).sum(1)
-    # log_sums[variance, kernel, restriction]: sum over rows i of log sum_j k_ij; kernel 0 = KL,
-    # 1 = BD; restriction 0 = all j, 1 = j in the class of i
-    log_sums = torch.zeros(len(scales), 2, 2, dtype=torch.float64, device=t.device)
-    for start in range(0, n, chunk_size):
-        rows = slice(start, start + chunk_size)
-        dist = (sq_norms[rows, None] + sq_norms[None, :] - 2.0 * (h[rows] @ h.T)).clamp_(min=0.0)
-        dist[:, rows].fill_diagonal_(0.0)  # exact D_ii = 0, so I(X;T) cannot exceed log2 N by rounding
-        row_labels = labels[rows]
-        kernel = torch.empty_like(dist)
-        for v, scale in enumerate(scales):
-            for k, kernel_scale in enumerate((scale, scale / 4.0)):
-                _exp_(torch.mul(dist, kernel_scale, out=kernel))
-                per_class = torch.stack([kernel[:, block].sum(1) for block in blocks], 1)  # [rows, classes]
-                log_sums[v, k, 0] += per_class.sum(1).log_().sum()
-                log_sums[v, k, 1] += per_class.gather(1, row_labels[:, None]).log_().sum()
+    h = h - h.mean(0)  # distances are shift-invariant; centring shrinks the norms that cancel in D
+    sums = _kernel_block_sums(h, blocks, scales, dtypes[precision]).to(torch.float64)
+    block_classes = torch.tensor([c for _, c in blocks], device=t.device)
+    same_class = block_classes[:, None] == labels[None, :]  # [blocks, N]
+    log_sums = torch.stack([sums.sum(2).log().sum(-1), (sums * same_class).sum(2).log().sum(-1)], -1)
 
     class_sizes = class_sizes.to(torch.float64)
     mean_log_class_size = (class_sizes * class_sizes.log()).sum() / n
+    # log_sums[variance, kernel, restriction]: sum over rows i of log sum_j k_ij; kernel 0 = KL,
+    # 1 = BD; restriction 0 = all j, 1 = j in the class of i
     i_xt = (math.log(n) - log_sums[..., 0] / n) / math.log(2)
     i_ty = i_xt + (log_sums[..., 1] / n - mean_log_class_size) / math.log(2)
     return [KDEBounds(*(MI(i_xt[v, k].item(), i_ty[v, k].item()) for k in (0, 1))) for v in range(len(scales))]

@@ -276,3 +276,56 @@ def kde_summary(series: dict, *, title: str = "", h_x: float | None = None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def activation_functions(names=("tanh", "relu", "softsign", "softplus"), net_input=(-5.0, 5.0)):
+    """The hidden-unit activation functions against their net input (Saxe et al. Fig. 11)."""
+    curves = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "softsign": lambda z: z / (1 + np.abs(z)),
+              "softplus": lambda z: np.logaddexp(0, z), "sigmoid": lambda z: 1 / (1 + np.exp(-z))}
+    unknown = [n for n in names if n not in curves]
+    if unknown:
+        raise ValueError(f"names: no curve for {unknown}; known: {sorted(curves)}")
+    z = np.linspace(*net_input, 401)
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for name, colour in zip(names, OKABE_ITO):
+        ax.plot(z, curves[name](z), color=colour, label=name)
+    ax.axhline(0, color="0.7", lw=0.6)
+    ax.axvline(0, color="0.7", lw=0.6)
+    ax.set(xlabel="net input", ylabel="activation", xlim=net_input)
+    ax.legend()
+    return fig
+
+
+VERDICT_COLOURS = {"compresses": "#E69F00", "slight": "#F5DDA8", "none": "#9ECAE9", "n/a": "#FFFFFF"}
+
+
+def verdict_matrix(matrix: dict, *, row_labels: dict | None = None, column_labels: dict | None = None):
+    """Compression by network (rows) and estimator (columns), as `experiments.verdict_matrix`
+    returns it. Each cell's upper part shows the hidden layers' compression (its most compressing
+    hidden layer), its lower strip the output layer's, in bits (seed mean ± spread over seeds),
+    each on the colour of its verdict (`VERDICT_COLOURS`); "–" where the estimator was not run.
+    """
+    rows, columns = matrix["rows"], matrix["columns"]
+    fig, ax = plt.subplots(figsize=(1.05 * len(columns) + 2.4, 0.8 * len(rows) + 1.5))
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            for part, top, height, size in (("hidden", i, 0.62, 7.5), ("output", i + 0.62, 0.38, 6.5)):
+                ax.add_patch(mpl.patches.Rectangle((j, top), 1, height,
+                                                   color=VERDICT_COLOURS[matrix[f"{part}_verdict"][i][j]]))
+                value = matrix[part][i][j]
+                text = "–" if np.isnan(value) else f"{value:.2f}±{matrix[f'{part}_sd'][i][j]:.2f}"
+                ax.text(j + 0.5, top + height / 2, text, ha="center", va="center", fontsize=size)
+            ax.plot([j, j + 1], [i + 0.62] * 2, color="white", lw=0.8)
+    ax.set(xlim=(0, len(columns)), ylim=(len(rows), 0))
+    ax.set_xticks(np.arange(len(columns)) + 0.5, [(column_labels or {}).get(c, c) for c in columns],
+                  rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(np.arange(len(rows)) + 0.5, [(row_labels or {}).get(r, r) for r in rows], fontsize=8)
+    ax.tick_params(length=0)
+    for j in range(1, len(columns)):
+        ax.axvline(j, color="white", lw=2)
+    for i in range(1, len(rows)):
+        ax.axhline(i, color="white", lw=2)
+    handles = [mpl.patches.Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items() if v != "n/a"]
+    ax.legend(handles=handles, title="verdict", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    ax.set_title("compression (bits): hidden layers, output layer below", fontsize=9)
+    return fig

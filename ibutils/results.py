@@ -8,13 +8,17 @@ Claims are computed from the run with `check`, never typed in.
 The results folder is `$IBUTILS_RESULTS_DIR` if set (the book's executor sets it to
 `_build/results`), else `_build/results` under the current folder's repository root
 (the nearest parent holding `_toc.yml`), else `./_build/results`.
+
+The run cache (`cached`, `cache_path`, `load_cached`, `save_cached`) keeps computed values as
+`ibutils.store` files under `cache_dir()`, keyed by their settings and the source of the code
+that computed them, with the training checkpoints of values being computed beside them
+(`checkpoint_name`, `remove_checkpoints`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import io
 import json
 import math
 import os
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 
 import ibutils
+from ibutils import store
 
 _COMPARISONS = {">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less}
 
@@ -106,13 +111,6 @@ def _to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _git_commit() -> str | None:
     root = _repo_root(Path(__file__).resolve().parent)
     if root is None:
@@ -151,7 +149,7 @@ def write(chapter: str, profile: str, settings: dict, claims: list[Claim], serie
     record = {"chapter": chapter, "profile": profile, "settings": settings, "claims": claims,
               "series": series, "provenance": provenance or {}}
     path = results_dir() / f"{chapter}.json"
-    _atomic_write(path, json.dumps(_to_jsonable(record), indent=1).encode())
+    store.write_bytes(path, json.dumps(_to_jsonable(record), indent=1).encode())
     return path
 
 
@@ -183,30 +181,66 @@ def config_key(config: dict, modules: Sequence[ModuleType] = ()) -> str:
 
 
 def cache_path(name: str, config: dict, modules: Sequence[ModuleType] = ()) -> Path:
-    """Where `cached(name, config, ..., modules)` keeps its value. Take it before computing, so
-    the key reflects the code that computed the value even if the sources change meanwhile."""
-    return cache_dir() / f"{name}-{config_key(config, modules)}.pt"
+    """Where `cached(name, config, ..., modules)` keeps its value: `<cache dir>/<name>-<key>.entry`.
+    Take it before computing, so the key reflects the code that computed the value even if
+    the sources change meanwhile."""
+    return cache_dir() / f"{name}-{config_key(config, modules)}.entry"
 
 
 def load_cached(path: Path) -> Any | None:
-    """The value cached at `path` (from `cache_path`), or None if there is none yet."""
-    return torch.load(path, weights_only=False) if path.exists() else None
+    """The value cached at `path` (from `cache_path`), or None if there is none yet.
+
+    An entry that is truncated, altered or otherwise unreadable (`ibutils.store.CorruptFile`)
+    is never loaded: one line on stderr names it, and None is returned, so the caller
+    recomputes the value and `save_cached` replaces the entry.
+    """
+    try:
+        return store.read(path)
+    except FileNotFoundError:
+        return None
+    except store.CorruptFile as exc:
+        store.notice(f"run cache entry {exc}; recomputing it")
+        return None
 
 
 def save_cached(path: Path, value: Any) -> Any:
-    """Cache `value` at `path` (from `cache_path`), atomically; return it."""
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    _atomic_write(path, buffer.getvalue())
+    """Cache `value` at `path` (from `cache_path`) and return it.
+
+    The entry is an `ibutils.store` file: plain data, arrays, tensors and the ibutils result types
+    of `ibutils.store.ALLOWED_TYPES` (anything else is a ValueError here, before anything is
+    written), with a SHA-256 checksum, written atomically (temporary file, fsync, rename), so a
+    run killed at any moment leaves the old entry or the new one, never part of one.
+    """
+    store.write(path, value)
     return value
+
+
+def checkpoint_name(entry: Path, part: Any) -> str:
+    """The file name, in the run cache, of the training checkpoint of one `part` (any JSON-able
+    description, e.g. a group of seeds) of the value cached at `entry`: `<entry stem>.part-<hash>.ckpt`.
+
+    A name rather than a path: the process that trains resolves it in its own `cache_dir()`.
+    """
+    text = json.dumps(_to_jsonable(part), sort_keys=True)
+    return f"{Path(entry).stem}.part-{hashlib.sha256(text.encode()).hexdigest()[:12]}.ckpt"
+
+
+def remove_checkpoints(entry: Path) -> None:
+    """Remove the checkpoints of every part of the value cached at `entry` (once it is saved), and
+    the temporary files of checkpoint writes that were killed."""
+    entry = Path(entry)
+    names = {path.name for path in entry.parent.glob(f"{entry.stem}.part-*.ckpt")}
+    names |= {path.name[1:path.name.index(".ckpt.") + 5] for path in entry.parent.glob(f".{entry.stem}.part-*.ckpt.*.tmp")}
+    for name in names:
+        store.remove(entry.parent / name)
 
 
 def cached(name: str, config: dict, compute: Callable[[], Any], modules: Sequence[ModuleType] = ()) -> Any:
     """Return `compute()`, cached on disk under `cache_dir()` by `name` and `config_key(config, modules)`.
 
-    `modules` are the ibutils modules whose code the value depends on. The value must be
-    picklable by `torch.save` (tensors, arrays, dicts, dataclasses) and not None. Writes are
-    atomic, so an interrupted run never leaves a half entry.
+    `modules` are the ibutils modules whose code the value depends on. The value must be plain
+    data, arrays, tensors or allowlisted ibutils types (see `save_cached`) and not None; loading
+    it back never unpickles or runs code. A damaged entry is reported and recomputed (`load_cached`).
     """
     path = cache_path(name, config, modules)
     value = load_cached(path)

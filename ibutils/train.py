@@ -16,8 +16,12 @@ activations of every layer.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass, field
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,10 +29,12 @@ import torch
 from tqdm.auto import tqdm
 
 import ibutils
+from ibutils import store
 
 ACTIVATIONS = ("tanh", "relu", "softsign", "softplus", "sigmoid", "linear")
 INITS = ("fan_in", "fan_out", "glorot")
 OPTIMIZERS = ("adam", "sgd")
+CHECKPOINT_EVERY_S = 120.0  # default seconds of training between two checkpoints
 
 
 def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
@@ -65,6 +71,29 @@ def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return dz
 
 
+def fake_quantise_(h: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round `h` `[S, units, n]` in place to 2**bits levels spread evenly over each model's
+    [min, max] of h (over all units and samples), and return it.
+
+    The levels are lo + k * step, k = round((h - lo) / step), step = (hi - lo) / (2**bits - 1):
+    the codes of `ibutils.mi.quantise` up to ties at exact half-steps. A model whose layer is
+    constant keeps its values (one level).
+    """
+    if h.device.type == "cpu" and h.is_contiguous():  # NumPy: torch.aminmax over a batch was 100x slower here
+        a = h.numpy()
+        lo = a.min(axis=(1, 2), keepdims=True)
+        step = (a.max(axis=(1, 2), keepdims=True) - lo) / (2**bits - 1)
+        step[step <= 0] = 1
+        np.subtract(a, lo, out=a)
+        np.rint(np.divide(a, step, out=a), out=a)
+        np.add(np.multiply(a, step, out=a), lo, out=a)
+        return h
+    lo, hi = torch.aminmax(h.reshape(len(h), -1), dim=1)
+    step = hi.sub_(lo).div_(2**bits - 1)
+    step = torch.where(step > 0, step, torch.ones_like(step))[:, None, None]
+    return h.sub_(lo[:, None, None]).div_(step).round_().mul_(step).add_(lo[:, None, None])
+
+
 def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """`torch.matmul(a, b, out=out)` for the batched `[S, m, k] @ [S, k, n]` products of the MLPs."""
     if a.device.type == "cpu":
@@ -94,6 +123,11 @@ class TrainConfig:
     `batch_size=None` means full-batch gradient descent. `init` is a truncated normal
     (at 2 std) with std 1/sqrt(fan_in) (IDNNs) or 1/sqrt(fan_out) (ibsgd), or Glorot-uniform;
     biases start at 0.
+
+    `quantise_bits` makes a quantised network (Lorenzen et al. 2022): every hidden layer's
+    activity is rounded to one of 2**bits levels spread evenly over that layer's [min, max] on
+    the current batch (per model, over all units and samples), in training and in every forward
+    pass, with straight-through gradients; the softmax output is left continuous.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -104,6 +138,7 @@ class TrainConfig:
     lr: float = 4e-4
     init: str = "fan_in"
     snapshots: int = 300
+    quantise_bits: int | None = None
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -120,6 +155,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.quantise_bits is not None and (isinstance(self.quantise_bits, bool)
+                                               or not isinstance(self.quantise_bits, int)
+                                               or not 1 <= self.quantise_bits <= 16):
+            raise ValueError(f"quantise_bits must be None or an int in [1, 16], got {self.quantise_bits!r}")
 
     def snapshot_epochs(self) -> np.ndarray:
         return log_spaced_epochs(self.epochs, self.snapshots)
@@ -129,16 +168,19 @@ class Ensemble:
     """S MLPs of one architecture in one flat parameter buffer.
 
     `sizes` lists every layer width, input first, output (softmax classes) last.
+    With `quantise_bits`, the hidden activity is quantised (`fake_quantise_`, see `TrainConfig`).
     Layer l's weights are `weights[l]`, `[S, fan_out, fan_in]` (torch.nn.Linear's convention),
     its biases `biases[l]`, `[S, fan_out, 1]`. Internally activations are `[S, units, samples]`,
     samples innermost, which makes the small batched matmuls several times faster on a CPU.
     """
 
     def __init__(self, sizes: Sequence[int], n_models: int, activation: str,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                 quantise_bits: int | None = None):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.sizes, self.n_models, self.activation = tuple(sizes), n_models, activation
+        self.quantise_bits = quantise_bits
         self.device = torch.device(device) if device is not None else ibutils.default_device()
         shapes = [(n_models, b, a) for a, b in zip(sizes[:-1], sizes[1:])]
         shapes += [(n_models, b, 1) for b in sizes[1:]]
@@ -172,32 +214,55 @@ class Ensemble:
                 w[s].copy_(sample)
         return self
 
-    def _forward(self, h: torch.Tensor, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def _forward(self, h: torch.Tensor, out: list[torch.Tensor] | None = None,
+                 raw: list[torch.Tensor] | None = None, net_inputs: list | None = None) -> list[torch.Tensor]:
         """Layer activations `[S, units, n]` for inputs `h`, `[S, d, n]` or shared `[d, n]`,
-        written into `out` (one buffer per layer, but the softmax output) when given."""
+        written into `out` (one buffer per layer, but the softmax output) when given.
+
+        In a quantised network, `raw` (buffers like `out`) receives each hidden layer's activity
+        before quantisation, for the backward pass. `net_inputs`, a list, receives a copy of
+        every layer's net input (pre-activation).
+        """
         acts = []
+        last = len(self.weights) - 1
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = _matmul(w, h, out=None if out is None else out[l]).add_(b)
-            h = torch.softmax(z, 1) if l == len(self.weights) - 1 else _activate_(self.activation, z)
+            if net_inputs is not None:
+                net_inputs.append(z.clone())
+            if l == last:
+                h = torch.softmax(z, 1)
+            else:
+                h = _activate_(self.activation, z)
+                if self.quantise_bits is not None:
+                    if raw is not None:
+                        raw[l].copy_(h)
+                    fake_quantise_(h, self.quantise_bits)
             acts.append(h)
         return acts
 
-    def _buffers(self, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per-layer `[S, width, n]` buffers for the activations and their gradients, kept per n:
-        a training step then allocates almost nothing (allocations of these sizes cost more
-        than the arithmetic on them on the CPUs we measured)."""
+    def _buffers(self, n: int) -> tuple[list[torch.Tensor], ...]:
+        """Per-layer `[S, width, n]` buffers for the activations and their gradients (and, in a
+        quantised network, the activity before quantisation), kept per n: a training step then
+        allocates almost nothing (allocations of these sizes cost more than the arithmetic on
+        them on the CPUs we measured)."""
         if n not in self._workspace:
+            sets = 2 if self.quantise_bits is None else 3
             self._workspace[n] = tuple([torch.empty(self.n_models, w, n, device=self.device, dtype=self.params.dtype)
-                                        for w in self.sizes[1:]] for _ in range(2))
+                                        for w in self.sizes[1:]] for _ in range(sets))
         return self._workspace[n]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, net_input: bool = False) -> list[torch.Tensor]:
         """Activations of every layer for inputs `x`, `[N, d]` shared by all models.
 
         Returns one `[S, N, width]` tensor per layer: the hidden activations, then the softmax
-        probabilities of the output layer.
+        probabilities of the output layer; with `net_input=True`, every layer's net input
+        W h + b instead (the output layer's logits last).
         """
-        return [h.transpose(1, 2) for h in self._forward(x.T)]
+        if not net_input:
+            return [h.transpose(1, 2) for h in self._forward(x.T)]
+        net_inputs = []
+        self._forward(x.T, net_inputs=net_inputs)
+        return [z.transpose(1, 2) for z in net_inputs]
 
     def _backward(self, x: torch.Tensor, onehot: torch.Tensor,
                   visit: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> None:
@@ -205,8 +270,9 @@ class Ensemble:
         with respect to its net input, dz `[S, fan_out, B]`, and its input h `[S, fan_in, B]`
         (buffers that the next call overwrites)."""
         n = x.shape[2]
-        acts, grads = self._buffers(n)
-        hs = [x, *self._forward(x, acts)]
+        acts, grads, *raw = self._buffers(n)
+        raw = raw[0] if raw else None  # quantised network: f'(z) is taken before quantisation
+        hs = [x, *self._forward(x, acts, raw)]
         dz = torch.sub(hs[-1], onehot, out=grads[-1]).mul_(1.0 / n)
         for l in range(len(self.weights) - 1, -1, -1):
             _matmul(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
@@ -215,7 +281,7 @@ class Ensemble:
                 visit(l, dz, hs[l])
             if l:
                 dz = _matmul(self.weights[l].transpose(1, 2), dz, out=grads[l - 1])
-                _backprop_(self.activation, dz, hs[l])
+                _backprop_(self.activation, dz, hs[l] if raw is None else raw[l - 1])
 
     def backward(self, x: torch.Tensor, onehot: torch.Tensor, per_sample: bool = False) -> list[torch.Tensor] | None:
         """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.
@@ -291,6 +357,14 @@ class _Adam:
         torch.sqrt(self.v, out=self.denom).div_(math.sqrt(1 - b2 ** self.t)).add_(self.eps)
         self.params.addcdiv_(self.m, self.denom, value=-self.lr / (1 - b1 ** self.t))
 
+    def state_dict(self) -> dict:
+        return {"m": self.m, "v": self.v, "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.m.copy_(state["m"])
+        self.v.copy_(state["v"])
+        self.t = state["t"]
+
 
 class _SGD:
     def __init__(self, params, grad, lr):
@@ -299,14 +373,23 @@ class _SGD:
     def step(self):
         self.params.add_(self.grad, alpha=-self.lr)
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 @dataclass
 class Run:
     """What training recorded. Arrays are `[snapshots, seeds]` unless noted.
 
     `params` is `[snapshots, n_params]` (all seeds' flat buffers, on the CPU) when kept;
-    `Run.ensemble(k)` rebuilds the networks of snapshot k.
+    `Run.ensemble(k)` rebuilds the networks of snapshot k. `select` and `join` split a run into
+    groups of seeds and put groups back together.
     """
+
+    METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
     config: TrainConfig
     seeds: tuple[int, ...]
@@ -321,8 +404,37 @@ class Run:
     def ensemble(self, k: int, device: torch.device | str | None = None) -> Ensemble:
         if self.params is None:
             raise ValueError("this run kept no parameters (train with keep_params=True)")
-        net = Ensemble(self.sizes, len(self.seeds), self.config.activation, device=device)
+        net = Ensemble(self.sizes, len(self.seeds), self.config.activation, device=device,
+                       quantise_bits=self.config.quantise_bits)
         return net.load(self.params[k].to(net.device))
+
+    def _params_per_model(self) -> list[torch.Tensor]:
+        """`params` as one `[snapshots, seeds, m]` tensor per block of the flat buffer (each
+        layer's weights, then each layer's biases; m values per model)."""
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        sizes = [a * b for a, b in pairs] + [b for _, b in pairs]
+        n = len(self.seeds)
+        blocks = torch.split(self.params, [n * m for m in sizes], dim=1)
+        return [block.reshape(len(block), n, m) for block, m in zip(blocks, sizes)]
+
+    def select(self, index: Sequence[int]) -> "Run":
+        """The run of the models at positions `index` (e.g. a group of seeds), parameters included."""
+        index = [int(i) for i in index]
+        params = None if self.params is None else torch.cat(
+            [block[:, index].flatten(1) for block in self._params_per_model()], 1)
+        return replace(self, seeds=tuple(self.seeds[i] for i in index), params=params,
+                       **{key: getattr(self, key)[:, index] for key in self.METRICS})
+
+    @classmethod
+    def join(cls, parts: Sequence["Run"]) -> "Run":
+        """Runs of disjoint groups of seeds of one configuration as one run, seeds in the order
+        of `parts`; parameters are kept when every part kept them."""
+        params = None
+        if all(part.params is not None for part in parts):
+            per_block = zip(*(part._params_per_model() for part in parts))
+            params = torch.cat([torch.cat(blocks, 1).flatten(1) for blocks in per_block], 1)
+        return replace(parts[0], seeds=tuple(s for part in parts for s in part.seeds), params=params,
+                       **{key: np.concatenate([getattr(p, key) for p in parts], 1) for key in cls.METRICS})
 
 
 def _metrics(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -342,11 +454,98 @@ def _take_columns(table: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return table.index_select(1, columns)
 
 
+def _hook_owners(hooks: Sequence[Callable]) -> list | None:
+    """The distinct objects behind `hooks` (a bound method's object, else the hook itself), or
+    None when one of them has no `state_dict()` / `load_state_dict(state)`."""
+    owners = []
+    for hook in hooks:
+        owner = getattr(hook, "__self__", hook)
+        if not (callable(getattr(owner, "state_dict", None)) and callable(getattr(owner, "load_state_dict", None))):
+            return None
+        if not any(owner is seen for seen in owners):
+            owners.append(owner)
+    return owners
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' shapes, dtypes and values: which data a run trains on."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(f"{tuple(t.shape)} {t.dtype};".encode())
+        digest.update(memoryview(np.ascontiguousarray(t.cpu().numpy())).cast("B"))
+    return digest.hexdigest()
+
+
+def _state(net: Ensemble, opt, generators: list[torch.Generator], record: dict, kept: list | None) -> dict:
+    """The state of a run between epochs, as plain data: parameters, optimiser, generators, the
+    metrics recorded so far (`[snapshots, seeds]` per key) and the parameters kept (or None)."""
+    return {"params": net.params, "optimizer": opt.state_dict(), "generators": [g.get_state() for g in generators],
+            "record": {key: np.stack(values) for key, values in record.items()},
+            "kept": torch.stack(kept) if kept is not None else None}
+
+
+def _load_state(state: dict, net: Ensemble, opt, generators: list[torch.Generator], record: dict,
+                kept: list | None) -> None:
+    """Put `_state`'s `state` back into the run's objects, in place."""
+    net.params.copy_(state["params"])
+    opt.load_state_dict(state["optimizer"])
+    for generator, generator_state in zip(generators, state["generators"]):
+        generator.set_state(generator_state)
+    for key, values in state["record"].items():
+        record[key][:] = list(values)
+    if kept is not None:
+        kept[:] = list(state["kept"])
+
+
+class _Checkpoints:
+    """A run's checkpoint file: written at the end of an epoch once `every` seconds have passed
+    since the last one (or the start), read back when a run with the same `fingerprint` starts.
+
+    Off (`path` None) when no path is given or when a hook cannot save its state.
+    """
+
+    def __init__(self, path, every: float, fingerprint: dict, hooks: Sequence[Callable]):
+        self.path, self.every = (Path(path) if path is not None else None), every
+        self.owners = _hook_owners(hooks)
+        if self.path is not None and self.owners is None:
+            store.notice(f"no checkpoints for {self.path.name}: a hook has no state_dict / load_state_dict")
+            self.path = None
+        hook_types = [f"{type(owner).__module__}.{type(owner).__qualname__}" for owner in self.owners or ()]
+        self.fingerprint = {**fingerprint, "hooks": hook_types}
+        self.last = time.monotonic()
+
+    def restore(self, epochs: int) -> dict | None:
+        """The saved state (its hooks' states already loaded), or None to train from the start."""
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            state = store.read(self.path)
+        except store.CorruptFile as exc:
+            store.notice(f"checkpoint {exc}; training from the start")
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            store.notice(f"checkpoint {self.path} is of another run (settings, seeds, data or hooks); training from the start")
+            return None
+        for owner, hook_state in zip(self.owners, state["hooks"]):
+            owner.load_state_dict(hook_state)
+        store.notice(f"resuming from checkpoint {self.path.name} after epoch {state['epoch']} of {epochs}")
+        return state
+
+    def save_if_due(self, state: Callable[[], dict]) -> None:
+        """Write `state()` (and the hooks' states) if `every` seconds have passed since the last write."""
+        if self.path is None or time.monotonic() - self.last < self.every:
+            return
+        hooks = [owner.state_dict() for owner in self.owners]
+        store.write(self.path, {"fingerprint": self.fingerprint, **state(), "hooks": hooks})
+        self.last = time.monotonic()
+
+
 def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], *,
           device: torch.device | str | None = None, keep_params: bool = True,
           on_snapshot: Sequence[Callable[[int, list[torch.Tensor]], None]] = (),
           on_batch: Sequence[Callable[[int, Ensemble, torch.Tensor, torch.Tensor], None]] = (),
-          threads: int | None = 1, progress: bool = True) -> Run:
+          threads: int | None = 1, progress: bool = True,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: float = CHECKPOINT_EVERY_S) -> Run:
     """Train one model per seed on its own rows of (`x`, `y`) and record snapshots.
 
     Parameters
@@ -367,19 +566,35 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
         the default: these layers are so small that a second thread gained 6% on a quiet
         2-core machine and cost up to 10x on a loaded one.
 
+    checkpoint : a file to save the run's state in (`ibutils.store` format: checksummed, written
+        atomically) at the end of an epoch once `checkpoint_every` seconds of training have passed
+        since the last save, and at the end of training if as long has passed. A run whose
+        checkpoint file holds the state of the same run (same config, seeds, data, device, hooks)
+        resumes from it, with results bit-for-bit identical to an uninterrupted run's; a damaged
+        or foreign file is reported in one line and training starts over. The state is the
+        parameters, the optimiser's (Adam's m, v and step count), every seed's shuffling generator,
+        the epoch, the metrics and kept parameters so far, and the `state_dict()` of every hook's
+        object (a bound method's `__self__`, else the hook): each must have `state_dict()` and
+        `load_state_dict(state)`, or no checkpoints are made (said in one line). The caller
+        removes the file once it has stored the result.
+
     Minibatches: each epoch, each seed shuffles its training rows and takes consecutive
     batches of `config.batch_size` (the last one smaller); `None` is full batch.
     """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)) or not checkpoint_every >= 0:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress)
+        return _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress,
+                      checkpoint, checkpoint_every)
     finally:
         torch.set_num_threads(previous)
 
 
-def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress) -> Run:
+def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress,
+           checkpoint, checkpoint_every) -> Run:
     device = torch.device(device) if device is not None else ibutils.default_device()
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
     y = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=device)
@@ -394,7 +609,8 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
     sizes = (x.shape[1], *config.hidden, n_classes)
     n_seeds, n_train = train_idx.shape
 
-    net = Ensemble(sizes, n_seeds, config.activation, device=device).initialise(seeds, config.init)
+    net = Ensemble(sizes, n_seeds, config.activation, device=device,
+                   quantise_bits=config.quantise_bits).initialise(seeds, config.init)
     opt = (_Adam if config.optimizer == "adam" else _SGD)(net.params, net.grad, config.lr)
     onehot = torch.nn.functional.one_hot(y, n_classes).float()
     d = x.shape[1]
@@ -423,7 +639,7 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
     epoch_table = gather(train_idx)
 
     snap_epochs = config.snapshot_epochs()
-    record = {key: [] for key in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    record = {key: [] for key in Run.METRICS}
     kept = []
 
     def snapshot(epoch: int) -> None:
@@ -438,17 +654,27 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         for hook in on_snapshot:
             hook(epoch, acts)
 
-    if on_batch:  # the initial network: one pass of minibatches without updates, for the hooks
-        # its own generators, so the training shuffles do not depend on whether hooks are given
-        initial = [torch.Generator().manual_seed(s + 2_000_003) for s in seeds]
-        for x_batch, onehot_batch in minibatches(shuffled(initial) if shuffle else epoch_table):
-            net.backward(x_batch, onehot_batch)
-            for hook in on_batch:
-                hook(0, net, x_batch, onehot_batch)
-    snapshot(0)
-    next_snap = 1
-    for epoch in tqdm(range(1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
-                      disable=not progress, mininterval=1.0):
+    fingerprint = {"config": asdict(config), "seeds": seeds, "keep_params": keep_params, "device": device.type,
+                   "data": _digest(x, y, train_idx, test_idx) if checkpoint is not None else None}
+    checkpoints = _Checkpoints(checkpoint, checkpoint_every, fingerprint, (*on_snapshot, *on_batch))
+
+    run_objects = (net, opt, generators, record, kept if keep_params else None)
+    resumed = checkpoints.restore(config.epochs)
+    if resumed is not None:
+        start, next_snap = resumed["epoch"], resumed["next_snap"]
+        _load_state(resumed, *run_objects)
+    else:
+        if on_batch:  # the initial network: one pass of minibatches without updates, for the hooks
+            # its own generators, so the training shuffles do not depend on whether hooks are given
+            initial = [torch.Generator().manual_seed(s + 2_000_003) for s in seeds]
+            for x_batch, onehot_batch in minibatches(shuffled(initial) if shuffle else epoch_table):
+                net.backward(x_batch, onehot_batch)
+                for hook in on_batch:
+                    hook(0, net, x_batch, onehot_batch)
+        snapshot(0)
+        start, next_snap = 0, 1
+    for epoch in tqdm(range(start + 1, config.epochs + 1), desc=f"{config.activation} x {n_seeds} seeds",
+                      initial=start, total=config.epochs, disable=not progress, mininterval=1.0):
         if shuffle:
             epoch_table = shuffled(generators)
         at_snapshot = next_snap < len(snap_epochs) and epoch == snap_epochs[next_snap]
@@ -460,6 +686,7 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         if at_snapshot:
             snapshot(epoch)
             next_snap += 1
+        checkpoints.save_if_due(lambda: {"epoch": epoch, "next_snap": next_snap, **_state(*run_objects)})
 
     return Run(config=config, seeds=seeds, sizes=sizes, epochs=snap_epochs,
                params=torch.stack(kept) if keep_params else None,

@@ -12,6 +12,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 RUNS = {
     "linear": ["bench_linear.py", "--smoke"],
+    "estimators": ["bench_estimators.py", "--smoke"],
     "probe": ["bench_probe.py", "--smoke"],
     "table": ["run.py", "--smoke"],
     "profile": ["run.py", "--smoke", "--profile"],

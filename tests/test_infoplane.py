@@ -1,5 +1,7 @@
 """Information-plane trajectories: agree with direct estimates, the ReLU range rule, summaries."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,110 @@ def test_tishby_nets_in_worker_processes_equal_one_process(tmp_path, monkeypatch
     assert len(list((tmp_path / "two").iterdir())) == 2
     with pytest.raises(ValueError, match="workers"):
         experiments.tishby_net(configs["tanh"], [0], workers=0, **kwargs)
+
+
+def test_estimate_visits_the_chosen_snapshots_once_for_all_estimators(run, tishby):
+    x, y = (a[::8] for a in tishby)  # 512 patterns keep the KDE quick
+    visit = infoplane.snapshot_subset(run.epochs, 3)
+    assert visit[0] == 0 and visit[-1] == len(run.epochs) - 1 and np.all(np.diff(visit) > 0)
+    ranges = infoplane.activity_range(run, x)
+    planes = infoplane.estimate(run, x, y, [
+        infoplane.UniformBins("bins_100", 100, ranges),
+        infoplane.UniformBins("net_input", 30, (-50.0, 50.0), (-50.0, 50.0), net_input=True),
+        infoplane.KDE((0.1, 1e-3)),
+    ], visit, progress=False)
+    assert set(planes) == {"bins_100", "net_input", "kde_upper_0.1", "kde_lower_0.1", "kde_upper_0.001",
+                           "kde_lower_0.001"}
+    binned = infoplane.binned_plane(run, x, y, hidden=infoplane.Binning(100, None), progress=False)
+    np.testing.assert_array_equal(planes["bins_100"].i_xt[..., :-1], binned.i_xt[:, visit, :-1])
+    np.testing.assert_array_equal(planes["bins_100"].epochs, run.epochs[visit])
+    k, seed = 1, 1
+    net = run.ensemble(visit[k], device="cpu")
+    acts = net.forward(torch.as_tensor(x))
+    net_inputs = net.forward(torch.as_tensor(x), net_input=True)
+    for l, (a, z) in enumerate(zip(acts, net_inputs)):
+        expected = mi.binned(a[seed], y, 100, (0.0, 1.0) if l == len(acts) - 1 else tuple(ranges[seed]))
+        assert planes["bins_100"].i_ty[seed, k, l] == pytest.approx(expected.i_ty, abs=1e-12)
+        expected = mi.binned(z[seed], y, 30, (-50.0, 50.0))
+        assert planes["net_input"].i_xt[seed, k, l] == pytest.approx(expected.i_xt, abs=1e-12)
+        bounds = mi.kde_sweep(a[seed], y, [0.1, 1e-3])
+        assert planes["kde_lower_0.001"].i_xt[seed, k, l] == pytest.approx(bounds[1].lower.i_xt, abs=1e-9)
+        assert planes["kde_upper_0.1"].i_ty[seed, k, l] == pytest.approx(bounds[0].upper.i_ty, abs=1e-9)
+
+
+def test_compression_summary_and_verdicts():
+    epochs = np.arange(4)
+    i_xt = np.zeros((2, 4, 3))
+    i_xt[:, :, 0] = [[1, 3, 2.8, 2.8], [1, 3, 2.4, 2.6]]  # hidden 1: seed mean 3 -> 2.7: 0.3 bit
+    i_xt[:, :, 1] = [[1, 4, 3, 3], [1, 2, 2, 2]]  # hidden 2: seed mean 3 -> 2.5: 0.5 bit
+    i_xt[:, :, 2] = [[0, 1, 1, 1], [0, 1, 1, 1]]  # output: grows only
+    plane = infoplane.InformationPlane(epochs, ["a", "b", "out"], i_xt, np.zeros_like(i_xt))
+    summary = infoplane.compression_summary(plane)
+    assert summary["hidden_layer"] == 1 and summary["hidden"] == pytest.approx(0.5)
+    assert summary["hidden_sd"] == pytest.approx(0.5)  # per seed: 1 and 0
+    assert summary["output"] == 0 and summary["output_sd"] == 0
+    assert (summary["hidden_verdict"], summary["output_verdict"]) == ("compresses", "none")
+    assert [infoplane.verdict(b) for b in (0.05, 0.1, 0.3, 0.5, float("nan"))] == [
+        "none", "none", "slight", "compresses", "n/a"]
+
+
+@pytest.mark.parametrize("n", [1, 0])
+def test_snapshot_subset_needs_two(n):
+    with pytest.raises(ValueError, match="n >= 2"):
+        infoplane.snapshot_subset(np.arange(10), n)
+
+
+def test_estimators_of_the_chapter_equal_direct_calls(tishby):
+    x, y = (a[::8] for a in tishby)
+    seeds = [0, 1]
+    train_idx, test_idx = data.train_test_split(len(x), seeds)
+    config = train.TrainConfig(activation="relu", epochs=20, snapshots=5, lr=4e-3)
+    run = train.train(x, y, train_idx, test_idx, config, seeds, progress=False)
+    quantised = train.train(x, y, train_idx, test_idx, dataclasses.replace(config, quantise_bits=4), seeds, progress=False)
+    k = 2
+    planes = infoplane.estimate(run, x, y, [infoplane.EqualMassBins(30, 0.0), infoplane.PrecisionBins(),
+                                            infoplane.Kraskov()], [k], progress=False)
+    exact = infoplane.estimate(quantised, x, y, [infoplane.QuantisedCodes(4)], [k], progress=False)["quantised"]
+    acts = run.ensemble(k, device="cpu").forward(torch.as_tensor(x))
+    q_acts = quantised.ensemble(k, device="cpu").forward(torch.as_tensor(x))
+    for seed in seeds:
+        for l, a in enumerate(acts):
+            last = l == len(acts) - 1
+            edges = mi.equal_mass_edges(a[seed], 30, low=0.0)
+            assert planes["equal_mass"].i_xt[seed, 0, l] == pytest.approx(mi.binned(a[seed], y, bins=edges).i_xt, abs=1e-12)
+            assert planes["precision"].i_ty[seed, 0, l] == pytest.approx(mi.binned_precision(a[seed], y).i_ty, abs=1e-12)
+            assert planes["kraskov"].i_xt[seed, 0, l] == pytest.approx(mi.kraskov_entropy(a[seed]), abs=1e-9)
+            # the trainer's quantised layers are their own codes: as many symbols as distinct rows
+            codes = mi.quantise(q_acts[l][seed], 4, (0.0, 1.0) if last else None)
+            assert exact.i_xt[seed, 0, l] == pytest.approx(mi.discrete(codes, y).i_xt, abs=1e-12)
+            if not last:
+                assert exact.i_xt[seed, 0, l] == pytest.approx(mi.binned_precision(q_acts[l][seed], y).i_xt, abs=1e-12)
+    assert np.isnan(planes["kraskov"].i_ty).all()
+
+
+def test_estimator_study_in_worker_processes_equals_one_process(tmp_path, monkeypatch):
+    from ibutils import experiments
+
+    configs = {"tanh": train.TrainConfig(epochs=6, snapshots=4), "relu": train.TrainConfig(activation="relu", epochs=6, snapshots=4),
+               "tanh, 4-bit": train.TrainConfig(epochs=6, snapshots=4, quantise_bits=4)}
+    settings = experiments.EstimatorSettings(snapshots=3, noise_vars=(), bin_sweep=(30,))  # KDE: tested above
+    seeds = [2, 0, 5]
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "one"))
+    one = experiments.estimator_study(configs, seeds, settings=settings, progress=False, workers=1)
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "two"))
+    two = experiments.estimator_study(configs, seeds, settings=settings, progress=False, workers=2)
+    again = experiments.estimator_study(configs, seeds, settings=settings, progress=False, workers=2)  # cached
+    for name in configs:
+        assert set(one[name].planes) == set(two[name].planes)
+        for plane in one[name].planes:
+            for study in (two, again):
+                np.testing.assert_array_equal(study[name].planes[plane].i_xt, one[name].planes[plane].i_xt)
+                np.testing.assert_array_equal(study[name].planes[plane].i_ty, one[name].planes[plane].i_ty)
+    assert set(one["tanh, 4-bit"].planes) == {"paper", "quantised"}
+    assert set(one["relu"].planes) == {"paper", "kraskov", "net_input", "precision", "equal_mass", "bins_30"}
+    matrix = experiments.verdict_matrix(one, ["paper", "kraskov", "quantised"])
+    assert matrix["rows"] == list(configs) and np.isnan(matrix["hidden"][0][2]) and matrix["hidden_verdict"][0][2] == "n/a"
+    assert not np.isnan(matrix["hidden"][2][2])
+    assert experiments.plane_label("kde_lower_0.001") == "KDE lower, σ² = 0.001"
+    series = one["relu"].series()
+    assert np.shape(series["kraskov"]["i_xt"]) == (6, len(one["relu"].snapshots))

@@ -116,6 +116,7 @@ def test_log_spaced_epochs():
 @pytest.mark.parametrize("kwargs, name", [
     ({"activation": "gelu"}, "activation"), ({"init": "he"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"hidden": ()}, "hidden"), ({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0}, "lr"),
+    ({"quantise_bits": 0}, "quantise_bits"), ({"quantise_bits": 8.0}, "quantise_bits"),
 ])
 def test_bad_config_raises(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -172,3 +173,78 @@ def test_per_sample_moments_match_the_per_sample_gradients():
         assert mean.dtype == m2.dtype == torch.float64 and mean.shape == g[:, 0].shape
         torch.testing.assert_close(mean, g.mean(1), rtol=1e-5, atol=1e-9)
         torch.testing.assert_close(m2, (g - g.mean(1, keepdim=True)).square().sum(1), rtol=1e-5, atol=1e-9)
+
+
+def _straight_through_loss(net, x, labels, bits):
+    """Gradient of each model's mean cross-entropy under `net`'s quantised forward pass, by autograd with
+    straight-through quantisation: q(h) = h + (quantised(h) - h) with the difference detached."""
+    params = net.params.clone().requires_grad_(True)
+    shapes = [w.shape for w in net.weights] + [b.shape for b in net.biases]
+    views = train._split(params, shapes)
+    h = x
+    for l in range(6):
+        z = torch.baddbmm(views[6 + l], views[l], h)
+        if l < 5:
+            h = torch.tanh(z)
+            h = h + (train.fake_quantise_(h.detach().clone(), bits) - h).detach()
+        else:
+            h = z
+    loss = torch.nn.functional.cross_entropy(h.transpose(1, 2).reshape(-1, 2), labels.reshape(-1), reduction="sum")
+    (loss / x.shape[2]).backward()  # each model's mean over its batch
+    return params.grad
+
+
+def test_quantised_backward_is_straight_through():
+    torch.manual_seed(0)
+    net = train.Ensemble(SIZES, 3, "tanh", device="cpu", quantise_bits=3).initialise([0, 1, 2])
+    x = torch.randn(3, 12, 40)
+    labels = torch.randint(0, 2, (3, 40))
+    net.backward(x, torch.nn.functional.one_hot(labels, 2).float().transpose(1, 2))
+    torch.testing.assert_close(net.grad, _straight_through_loss(net, x, labels, 3), rtol=1e-4, atol=1e-6)
+
+
+def test_quantised_layers_take_2_to_the_bits_levels_of_their_range():
+    net = train.Ensemble(SIZES, 2, "relu", device="cpu", quantise_bits=4).initialise([0, 1])
+    x = torch.rand(500, 12)
+    quantised = net.forward(x)
+    raw = train.Ensemble(SIZES, 2, "relu", device="cpu").load(net.params).forward(x)
+    for q, a in zip(quantised[:1], raw[:1]):  # the first layer sees the same input in both
+        for s in range(2):
+            lo, hi = a[s].min(), a[s].max()
+            step = (hi - lo) / 15
+            levels = torch.round((a[s] - lo) / step)
+            torch.testing.assert_close(q[s], lo + levels * step)
+            assert len(torch.unique(q[s])) <= 16
+    for q in quantised[:-1]:
+        assert all(len(torch.unique(q[s])) <= 16 for s in range(2))
+    assert len(torch.unique(quantised[-1][0])) > 16  # the softmax output stays continuous
+
+
+def test_net_inputs_are_the_affine_maps_before_the_activation():
+    net = train.Ensemble(SIZES, 2, "tanh", device="cpu").initialise([0, 1])
+    x = torch.rand(50, 12)
+    acts, net_inputs = net.forward(x), net.forward(x, net_input=True)
+    h = x.expand(2, -1, -1)
+    for l, (z, w, b) in enumerate(zip(net_inputs, net.weights, net.biases)):
+        torch.testing.assert_close(z, h @ w.transpose(1, 2) + b.transpose(1, 2))
+        expected = torch.softmax(z, -1) if l == len(SIZES) - 2 else torch.tanh(z)
+        torch.testing.assert_close(acts[l], expected)
+        h = acts[l]
+
+
+def test_select_and_join_split_a_run_by_seeds(tishby):
+    x, y = tishby
+    seeds = [3, 1, 4, 5]
+    train_idx, test_idx = data.train_test_split(len(x), seeds)
+    config = train.TrainConfig(epochs=5, snapshots=4)
+    run = train.train(x, y, train_idx, test_idx, config, seeds, progress=False)
+    alone = train.train(x, y, train_idx[[2]], test_idx[[2]], config, [4], progress=False)
+    picked = run.select([2])
+    assert picked.seeds == (4,)
+    torch.testing.assert_close(picked.params, alone.params, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(picked.test_acc, alone.test_acc)
+    joined = train.Run.join([run.select([0, 1]), run.select([2]), run.select([3])])
+    assert joined.seeds == run.seeds
+    assert torch.equal(joined.params, run.params)
+    for key in train.Run.METRICS:
+        np.testing.assert_array_equal(getattr(joined, key), getattr(run, key))
