@@ -12,7 +12,11 @@ Estimators, each giving the numbers of the `ibutils.mi` function it names:
 
 - `Binned(bins, value_range)`: `mi.binned`, equal-width bins on a fixed range. Streaming.
 - `BinnedFloor(bin_width)`: `mi.binned_floor`, ibsgd's bins of fixed width anchored at 0. Streaming.
+- `EqualMassBinned(bins, low)`: `mi.binned` on `mi.equal_mass_edges`, Chelombiev et al.'s
+  adaptive bins (each holds an equal share of the layer's distinct values at that step).
 - `KDE(noise_var)`: `mi.kde`, the upper and lower pairwise-distance bounds (two outputs).
+- `Kraskov(k)`: k-nearest-neighbour entropies (`mi.kraskov_entropy`): H(T), and
+  H(T) - sum_y p(y) H(T | Y = y) for I(T;Y).
 - `Function(fn)`, or a bare callable: your own `fn(t, y) -> (i_xt, i_ty)` in bits, with `t`
   the layer's rows `[N, units]` on the model's device and `y` the labels `[N]` (int64, same device).
 
@@ -89,15 +93,7 @@ class WholeLayer(Estimator):
     Subclasses implement `estimate(t, y)`: `t` is the layer's activity `[N, units]` (the
     layer's own float dtype, on the model's device), `y` the int64 labels `[N]` on the same
     device; return `{output name: mi.MI(i_xt, i_ty)}` in bits, for every name in `outputs()`.
-    Binning with adaptive edges, found from the whole layer by some `edges_for(t, bins)` (a
-    1-D array of edges), would be:
-
-        class AdaptiveBins(WholeLayer):
-            def __init__(self, bins, name="adaptive"):
-                self.bins, self.name = bins, name
-
-            def estimate(self, t, y):
-                return {self.name: mi.binned(t, y, edges_for(t, self.bins))}
+    `EqualMassBinned` is a complete example in five lines.
     """
 
     def estimate(self, t: torch.Tensor, y: torch.Tensor) -> dict[str, mi.MI]:
@@ -162,6 +158,44 @@ class KDE(WholeLayer):
         return dict(zip(self.outputs(), (bounds.upper, bounds.lower)))
 
 
+class EqualMassBinned(WholeLayer):
+    """`mi.binned(t, y, mi.equal_mass_edges(t, bins, low))`: adaptive bins (Chelombiev, Houghton &
+    O'Donnell 2019), found at each measurement from all the layer's values, each bin holding an
+    equal share of its distinct values; `low` is the activation's smallest possible value (-1 for
+    tanh, 0 for ReLU; None: the layer's minimum)."""
+
+    def __init__(self, bins: int = 30, low: float | None = None, name: str = "equal_mass"):
+        if not _whole_number(bins) or bins < 1:
+            raise ValueError(f"bins must be a positive int, got {bins!r}")
+        self.bins, self.low, self.name = int(bins), low, name
+
+    def estimate(self, t, y):
+        return {self.name: mi.binned(t, y, bins=mi.equal_mass_edges(t, self.bins, low=self.low))}
+
+
+class Kraskov(WholeLayer):
+    """Kraskov et al.'s k-nearest-neighbour entropies (`mi.kraskov_entropy`, Saxe et al. App. B.3),
+    in bits: I(X;T) is given as H(T), which is I(X;T) up to the entropy of the noise that makes it
+    finite (a constant; so it can be negative), and I(T;Y) as H(T) - sum_y p(y) H(T | Y = y), the
+    entropy of each class's rows estimated the same way (the constants cancel). Every class needs
+    more than k rows. Coinciding rows (e.g. ReLU zeros) drive the entropies towards log2(eps)."""
+
+    def __init__(self, k: int = 2, eps: float = 1e-16, name: str = "kraskov"):
+        if not _whole_number(k) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        self.k, self.eps, self.name = int(k), eps, name
+
+    def estimate(self, t, y):
+        h_t = mi.kraskov_entropy(t, self.k, self.eps)
+        classes, counts = torch.unique(y, return_counts=True)
+        if counts.min() <= self.k:
+            raise ValueError(f"estimator {self.name!r}: every class needs more than k = {self.k} rows, "
+                             f"class {classes[counts.argmin()].item()} has {counts.min().item()}")
+        h_given_y = sum(n.item() / len(y) * mi.kraskov_entropy(t[y == c], self.k, self.eps)
+                        for c, n in zip(classes, counts))
+        return {self.name: mi.MI(h_t, h_t - h_given_y)}
+
+
 class Function(WholeLayer):
     """Your own estimator: `fn(t, y) -> (i_xt, i_ty)` in bits, `t` `[N, units]` and `y` `[N]` as in
     `WholeLayer.estimate`. `name` defaults to the function's name."""
@@ -194,8 +228,8 @@ def _estimators(estimators) -> list[Estimator]:
         elif callable(e) and not isinstance(e, (type, Estimator)):
             out.append(Function(e))
         else:
-            raise ValueError(f"estimators: {e!r} is neither a probe estimator (Binned, BinnedFloor, KDE, Function, "
-                             "a StreamingBinning or WholeLayer subclass) nor a callable fn(t, y) -> (i_xt, i_ty)")
+            raise ValueError(f"estimators: {e!r} is neither a probe estimator (Binned, KDE, ..., a StreamingBinning "
+                             "or WholeLayer subclass) nor a callable fn(t, y) -> (i_xt, i_ty)")
     names = [n for e in out for n in e.outputs()]
     if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
         raise ValueError(f"estimators: output names must be distinct non-empty strings, got {names} "
@@ -543,8 +577,9 @@ class Probe:
             module types (`nn.Linear`: every such module), measured in model order. A layer's
             output must be a floating-point tensor `[b, ...]` with one row per input; it is
             flattened per sample.
-        estimators: estimator objects (`Binned`, `BinnedFloor`, `KDE`, `Function`, subclasses
-            of `StreamingBinning` or `WholeLayer`) or callables `fn(t, y) -> (i_xt, i_ty)`.
+        estimators: estimator objects (`Binned`, `BinnedFloor`, `EqualMassBinned`, `KDE`,
+            `Kraskov`, `Function`, subclasses of `StreamingBinning` or `WholeLayer`) or callables
+            `fn(t, y) -> (i_xt, i_ty)`.
             The default is `[Binned()]`, 30 bins on [-1, 1].
         batch_size: reference rows per forward pass.
         device: where the batches go (default: the model's device).
@@ -559,12 +594,13 @@ class Probe:
     sample. During the pass: the model's own forward memory for B rows, plus about 32 MiB of
     coding temporaries (values are coded 2**20 at a time). Kept until the pass ends, per layer:
     8 N ceil(d / k) for each `Binned` estimator (k codes per int64 key: 12 for 30 bins, 6 for
-    1,024 bins); N d to 8 N d for `BinnedFloor`
-    (the smallest integer type that holds each batch's codes: 1 byte for ibsgd's widths on tanh
-    or softmax layers); and N d times the layer's float size (4 for float32) once for all
-    `WholeLayer` estimators. Then, one layer at a time, the estimator's working memory
-    (`mi.discrete` on the keys: a few N-long int64 arrays; `mi.kde`: about 16 N d plus a few
-    8 MiB blocks). Nothing of a measurement is kept after it but its history rows, so peak
+    1,024 bins); N d to 8 N d for `BinnedFloor` (the smallest integer type that holds each
+    batch's codes: 1 byte for ibsgd's widths on tanh or softmax layers); and N d times the
+    layer's float size (4 for float32) once for all `WholeLayer` estimators. Then, one layer at
+    a time, the estimator's working memory (`mi.discrete` on the keys: a few N-long int64
+    arrays; `mi.kde`: float64 copies of about 32 N d and its blocks of the distance matrix;
+    `mi.equal_mass_edges`: a sorted copy of the N d values). Nothing of a measurement is kept
+    after it but its history rows, so peak
     memory does not grow with the number of measurements (`benchmarks/bench_probe.py` measures
     it: flat over 200 measurements of a 1,024-unit layer on 10,000 samples).
     """

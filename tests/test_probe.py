@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ibutils import data, infoplane, mi, train
-from ibutils.probe import KDE, Binned, BinnedFloor, Function, History, Probe, Row, WholeLayer, _pack
+from ibutils.probe import (KDE, Binned, BinnedFloor, EqualMassBinned, Function, History, Kraskov, Probe, Row,
+                           WholeLayer, _pack)
 
 
 # --- the chapter-1 network as an nn.Module --------------------------------------------------------
@@ -138,7 +139,8 @@ def test_cnn_layers_by_name_and_type_match_each_estimator(images):
     x, y = images
     model = small_cnn()
     probe = Probe(model, x, y, layers=["2", nn.Linear, nn.AvgPool2d], batch_size=128,  # 700 = 5 x 128 + 60
-                  estimators=[Binned(30, (-1.0, 1.0)), BinnedFloor(0.5), KDE(0.1), label_entropy_bits])
+                  estimators=[Binned(30, (-1.0, 1.0)), BinnedFloor(0.5), EqualMassBinned(10), KDE(0.1),
+                              label_entropy_bits])
     assert list(probe.layers) == ["2", "5", "7", "9"]  # model order
     with probe:
         rows = probe.measure(0)
@@ -150,10 +152,11 @@ def test_cnn_layers_by_name_and_type_match_each_estimator(images):
         bounds = mi.kde(t, y, 0.1)
         expected |= {(name, "binned"): mi.binned(t, y, 30, (-1.0, 1.0)),
                      (name, "binned_floor"): mi.binned_floor(t, y, 0.5),
+                     (name, "equal_mass"): mi.binned(t, y, bins=mi.equal_mass_edges(t, 10)),
                      (name, "kde_upper"): bounds.upper, (name, "kde_lower"): bounds.lower,
                      (name, "label_entropy_bits"): label_entropy_bits(t, y)}
     assert {(r.layer, r.estimator): (r.i_xt, r.i_ty) for r in rows} == {k: tuple(v) for k, v in expected.items()}
-    assert len(rows) == 4 * 5 and probe.history.rows == rows
+    assert len(rows) == 4 * 6 and probe.history.rows == rows
 
 
 def test_floor_codes_of_every_width_pack_exactly():
@@ -168,6 +171,20 @@ def test_floor_codes_of_every_width_pack_exactly():
     rows = probe.measure(0)
     assert (rows[0].i_xt, rows[0].i_ty) == tuple(mi.binned_floor(t, y, 0.5))
     assert (rows[1].i_xt, rows[1].i_ty) == tuple(mi.binned_floor(t, y, 1e-3))
+
+
+def test_kraskov_gives_the_entropy_and_the_label_information_of_separated_classes():
+    """Three classes in far-apart Gaussian clusters: the label is a function of T, so the k-NN
+    estimate of I(T;Y) = H(T) - sum_y p(y) H(T | Y = y) is H(Y) = log2 3 bits; I(X;T) is H(T)."""
+    gen = torch.Generator().manual_seed(5)
+    y = torch.arange(600) % 3
+    t = torch.randn(600, 2, generator=gen, dtype=torch.float64) + 100.0 * y[:, None]
+    (row,) = Probe(nn.Sequential(nn.Identity()), t, y, layers=["0"], estimators=[Kraskov(k=2)]).measure(0)
+    assert row.i_xt == mi.kraskov_entropy(t, 2)
+    assert row.i_ty == pytest.approx(math.log2(3), abs=0.05)
+    with pytest.raises(ValueError, match="every class needs more than k = 2 rows, class 3 has 2"):
+        Probe(nn.Sequential(nn.Identity()), t, torch.cat([y[:598], torch.tensor([3, 3])]),
+              layers=["0"], estimators=[Kraskov(k=2)]).measure(0)
 
 
 @pytest.mark.parametrize("base", [1, 2, 3, 30, 1024, 2**40])
@@ -383,6 +400,7 @@ def test_estimator_checks(images):
         Probe(small_cnn(), x, y, estimators=[Binned])
     for make, message in ((lambda: Binned(0), "bins"), (lambda: Binned(30, (1, 1)), "value_range"),
                           (lambda: BinnedFloor(0), "bin_width"), (lambda: KDE(-1), "noise_var"),
+                          (lambda: EqualMassBinned(0), "bins"), (lambda: Kraskov(0), "k"),
                           (lambda: Function(3), "callable")):
         with pytest.raises(ValueError, match=message):
             make()

@@ -17,8 +17,9 @@
 - API reference (book/api.md, Sphinx autodoc): the package's docstrings are plain text with
   `code` in backticks (`default_role: code` in _config.yml), not reStructuredText. Two habits of
   plain text mean something else there, so each docstring is adjusted after napoleon has read
-  its Args/Returns sections: `|x|` (an absolute value, not a substitution) is escaped, and a
-  line ending in ":" followed by an indented block (a formula) introduces a literal block.
+  its Args/Returns sections: `|x|` (an absolute value, not a substitution) is escaped, a line
+  ending in ":" followed by an indented block (a formula) introduces a literal block, and a
+  bullet list gets the blank lines around it that reStructuredText needs.
 - `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width.
 """
 
@@ -163,12 +164,14 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _plain_text_docstring(app, what, name, obj, options, lines):
-    """Escape `|` outside code; turn "text:" + an indented block into a literal block, set off by
-    blank lines (in place)."""
+def _escape_bars(lines: list[str]) -> None:
     for i, line in enumerate(lines):
         parts = _INLINE_CODE.split(line)
         lines[i] = "".join(p if k % 2 else p.replace("|", r"\|") for k, p in enumerate(parts))
+
+
+def _literal_blocks(lines: list[str]) -> None:
+    """"text:" followed by a more indented block: "text::", the block set off by blank lines."""
     i = 0
     while i < len(lines) - 1:
         line, following = lines[i].rstrip(), lines[i + 1]
@@ -182,6 +185,42 @@ def _plain_text_docstring(app, what, name, obj, options, lines):
             if end < len(lines) and lines[end - 1].strip():  # the block ends without a blank line
                 lines.insert(end, "")
         i += 1
+
+
+def _list_blank_lines(lines: list[str]) -> None:
+    """A blank line before a bullet list that follows a paragraph, and after one that a
+    paragraph follows; literal blocks (after a line ending in "::") are left alone."""
+    i, list_indent, literal_indent = 0, None, None
+    while i < len(lines):
+        line = lines[i]
+        text, indent = line.strip(), _indent(line)
+        if literal_indent is not None and (not text or indent > literal_indent):
+            i += 1
+            continue
+        literal_indent = None
+        bullet = text.startswith(("- ", "* "))
+        if not text:
+            list_indent = None
+        elif bullet and indent != list_indent:  # a list starts
+            if i and lines[i - 1].strip():
+                lines.insert(i, "")
+                i += 1
+            list_indent = indent
+        elif list_indent is not None and not bullet and indent <= list_indent:  # a paragraph right after it
+            lines.insert(i, "")
+            i += 1
+            list_indent = None
+        if text.endswith("::"):
+            literal_indent = indent
+        i += 1
+
+
+def _plain_text_docstring(app, what, name, obj, options, lines):
+    """Escape `|` outside code; turn "text:" + an indented block into a literal block; set bullet
+    lists off by blank lines (in place)."""
+    _escape_bars(lines)
+    _literal_blocks(lines)
+    _list_blank_lines(lines)
 
 
 def setup(app):
