@@ -4,12 +4,14 @@ Modules, one concept each:
 
 - `ibutils.data`: data sets and train/test splits.
 - `ibutils.mi`: information estimators (binning, KDE), pure functions of arrays, in bits.
+- `ibutils.gaussian`: the exact information of a Gaussian channel (re-exported by `mi` and `linear`).
 - `ibutils.train`: a vectorised ensemble trainer for small MLPs with snapshots.
 - `ibutils.infoplane`: information-plane trajectories of a trained ensemble.
 - `ibutils.gradients`: gradient mean, spread and signal-to-noise ratio over training.
 - `ibutils.experiments`: the paper's MLP experiments as cached functions of their settings.
 - `ibutils.toy`: the exact binned information of the three-neuron model.
 - `ibutils.linear`: exact information and generalisation of deep linear student-teacher networks.
+- `ibutils.probe`: information planes of your own PyTorch model, measured in your own training loop.
 - `ibutils.results`: checked claims, the results JSON of a chapter, the run cache.
 - `ibutils.store`: the run cache's files: plain data, checksummed, written atomically, loaded without pickle.
 - `ibutils.plots`: the figure style and the figure functions.

@@ -16,7 +16,7 @@ every pattern distinct), and T is computed on the device of `t`.
   `kde_sweep` for several variances from one pass over the distances.
 - `kraskov_entropy`: Kraskov et al.'s k-nearest-neighbour entropy (App. B.3), batched.
 - `entropy`: plug-in entropy of a label vector.
-- `gaussian_channel`: exact I(X; WX + Z) for Gaussian X (defined in `ibutils.linear`).
+- `gaussian_channel`: exact I(X; WX + Z) for Gaussian X (defined in `ibutils.gaussian`).
 """
 
 from __future__ import annotations
@@ -30,20 +30,11 @@ import torch
 from scipy import special
 from scipy.spatial import cKDTree
 
+from ibutils.gaussian import gaussian_channel
+
 __all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "equal_mass_edges",
            "precision_codes", "binned_precision", "quantise", "fake_quantise", "kde", "kde_sweep", "kraskov_entropy",
            "gaussian_channel"]
-
-
-
-def __getattr__(name: str):
-    # `mi.gaussian_channel` lives in ibutils.linear; importing it lazily keeps `mi` free of
-    # linear's plotting imports and of an import cycle (linear uses the estimators here).
-    if name == "gaussian_channel":
-        from ibutils.linear import gaussian_channel
-
-        return gaussian_channel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

@@ -13,6 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 RUNS = {
     "linear": ["bench_linear.py", "--smoke"],
     "estimators": ["bench_estimators.py", "--smoke"],
+    "probe": ["bench_probe.py", "--smoke"],
     "table": ["run.py", "--smoke"],
     "profile": ["run.py", "--smoke", "--profile"],
     "chapter-two-workers": ["run.py", "--smoke", "--chapter", "--workers", "2"],

@@ -14,6 +14,12 @@
     identical scripts are therefore kept once per page;
   * pydata-sphinx-theme logs "Got invalid theme mode" when no default mode is set, so
     `html_context: {default_mode: light}` is set in _config.yml (readers can still switch).
+- API reference (book/api.md, Sphinx autodoc): the package's docstrings are plain text with
+  `code` in backticks (`default_role: code` in _config.yml), not reStructuredText. Two habits of
+  plain text mean something else there, so each docstring is adjusted after napoleon has read
+  its Args/Returns sections: `|x|` (an absolute value, not a substitution) is escaped, a line
+  ending in ":" followed by an indented block (a formula) introduces a literal block, and a
+  bullet list gets the blank lines around it that reStructuredText needs.
 - `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import posixpath
+import re
 from pathlib import Path
 
 from docutils import nodes
@@ -150,10 +157,77 @@ def _link_figure_data(app, doctree):
     top += section
 
 
+_INLINE_CODE = re.compile(r"(``.*?``|`[^`]*`)")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _escape_bars(lines: list[str]) -> None:
+    for i, line in enumerate(lines):
+        parts = _INLINE_CODE.split(line)
+        lines[i] = "".join(p if k % 2 else p.replace("|", r"\|") for k, p in enumerate(parts))
+
+
+def _literal_blocks(lines: list[str]) -> None:
+    """"text:" followed by a more indented block: "text::", the block set off by blank lines."""
+    i = 0
+    while i < len(lines) - 1:
+        line, following = lines[i].rstrip(), lines[i + 1]
+        if (line.endswith(":") and not line.endswith("::") and not line.lstrip().startswith((":", ".."))
+                and following.strip() and _indent(following) > _indent(line)):
+            lines[i] = line + ":"
+            lines.insert(i + 1, "")
+            end = i + 2
+            while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > _indent(line)):
+                end += 1
+            if end < len(lines) and lines[end - 1].strip():  # the block ends without a blank line
+                lines.insert(end, "")
+        i += 1
+
+
+def _list_blank_lines(lines: list[str]) -> None:
+    """A blank line before a bullet list that follows a paragraph, and after one that a
+    paragraph follows; literal blocks (after a line ending in "::") are left alone."""
+    i, list_indent, literal_indent = 0, None, None
+    while i < len(lines):
+        line = lines[i]
+        text, indent = line.strip(), _indent(line)
+        if literal_indent is not None and (not text or indent > literal_indent):
+            i += 1
+            continue
+        literal_indent = None
+        bullet = text.startswith(("- ", "* "))
+        if not text:
+            list_indent = None
+        elif bullet and indent != list_indent:  # a list starts
+            if i and lines[i - 1].strip():
+                lines.insert(i, "")
+                i += 1
+            list_indent = indent
+        elif list_indent is not None and not bullet and indent <= list_indent:  # a paragraph right after it
+            lines.insert(i, "")
+            i += 1
+            list_indent = None
+        if text.endswith("::"):
+            literal_indent = indent
+        i += 1
+
+
+def _plain_text_docstring(app, what, name, obj, options, lines):
+    """Escape `|` outside code; turn "text:" + an indented block into a literal block; set bullet
+    lists off by blank lines (in place)."""
+    _escape_bars(lines)
+    _literal_blocks(lines)
+    _list_blank_lines(lines)
+
+
 def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.add_directive("ibutils-scoreboard", Scoreboard)
     # before the toc collector (priority 500), so the added section shows in the page's contents
     app.connect("doctree-read", _link_figure_data, priority=400)
+    app.connect("autodoc-process-docstring", _plain_text_docstring, priority=600)  # after napoleon (500)
     app.add_css_file("ibutils.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -48,6 +48,7 @@ TALLY_LABELS = {
     "scoreboard_links": "scoreboard links to a chapter's Findings section",
     "data_files": "data files fetched (results JSON and CSV)",
     "citation_links": "citation links resolved on the references page",
+    "api_entries": "public functions and classes found in the API reference",
     "prev_next_links": "previous/next links checked",
     "search_hits": "search results",
     "screenshots": "screenshots saved",

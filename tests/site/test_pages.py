@@ -11,7 +11,8 @@ Every chapter page shows its figures, each with a line under it linking the data
 reproducibility box. Every slider is moved through all of its frames, each move showing
 exactly the frame its readouts name. The intro's scoreboard lists every claim of every
 chapter's results JSON, with the same verdict and number, and links each chapter's Findings.
-The references page holds every cited work; previous/next links follow the toc; search works.
+The references page holds every cited work; the API reference has an entry for every public
+function and class of the modules it covers; previous/next links follow the toc; search works.
 
 A chapter that was not executed for this build (its page is a placeholder) is a warning
 locally and a failure in CI (CI set).
@@ -20,6 +21,8 @@ locally and a failure in CI (CI set).
 from __future__ import annotations
 
 import csv
+import importlib
+import inspect
 import io
 import json
 import math
@@ -63,6 +66,7 @@ PAGES = _toc_pages()
 INTRO = PAGES[0]
 CHAPTERS = [nb.relative_to(ROOT).with_suffix("").as_posix() for nb in execute.notebooks()]
 REFERENCES = next((p for p in PAGES if p.endswith("/references") or p == "references"), None)
+API = next((p for p in PAGES if p.endswith("/api") or p == "api"), None)
 
 
 def _not_executed(message: str) -> None:
@@ -466,6 +470,34 @@ def test_references_page_resolves_every_citation(tally):
                 assert anchor in refs.ids, f"{page_path}: citation link {href} has no target on {REFERENCES}"
                 tally["citation_links"] += 1
     assert tally["citation_links"] > 0, "no page cites a reference"
+
+
+def _public_names(module) -> list[str]:
+    """The functions and classes a module defines (or lists in __all__) whose names do not start with _."""
+    listed = getattr(module, "__all__", None)
+    names = listed if listed is not None else [
+        n for n, obj in vars(module).items()
+        if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+        and obj.__module__ == module.__name__]
+    return sorted(names)
+
+
+def test_api_page_documents_every_public_name(tally):
+    """Every module the API page renders (`automodule` in its source) has an entry for each of its
+    public functions and classes; the intro links the page."""
+    assert API is not None, "_toc.yml has no api page"
+    source = (ROOT / f"{API}.md").read_text(encoding="utf-8")
+    modules = re.findall(r"^\.\. automodule:: (ibutils\.\w+)", source, flags=re.M)
+    assert "ibutils.probe" in modules and "ibutils.mi" in modules, modules
+    ids = _parse(API).ids
+    for name in modules:
+        module = importlib.import_module(name)
+        assert f"module-{name}" in ids, f"{API}: no section for {name}"
+        missing = [n for n in _public_names(module) if f"{name}.{n}" not in ids]
+        assert not missing, f"{API}: {name} lacks entries for {missing}"
+        tally["api_entries"] += len(_public_names(module))
+    intro_links = [urljoin(f"http://site/{INTRO}.html", href) for href, _ in _parse(INTRO).anchors]
+    assert f"http://site/{API}.html" in intro_links, "the intro does not link the API reference"
 
 
 def test_search_finds_pages(browser, site_url, tally):
