@@ -289,9 +289,9 @@ class KDE:
 
 @dataclass(frozen=True)
 class Kraskov:
-    """Kraskov k-nearest-neighbour entropy of each layer (`mi.kraskov_entropy`; Saxe et al.
-    App. B.3, Fig. 12), plane `kraskov`. Its `i_xt` holds the entropy H(T) in bits (I(X;T) up to
-    the constant noise entropy) and may be negative; `i_ty` is NaN."""
+    """Kraskov k-nearest-neighbour estimates of each layer (`mi.kraskov`; Saxe et al. App. B.3,
+    Fig. 12), plane `kraskov`: `i_xt` holds the entropy H(T) in bits (I(X;T) up to the constant
+    noise entropy; it may be negative), `i_ty` H(T) minus its class-conditional entropies."""
 
     k: int = 2
     eps: float = 1e-16
@@ -299,8 +299,7 @@ class Kraskov:
     net_input = False
 
     def __call__(self, t, y, is_output: bool) -> dict:
-        h = np.asarray(mi.kraskov_entropy(t, self.k, self.eps), dtype=np.float64)
-        return {self.name: (h, np.full_like(h, np.nan))}
+        return {self.name: mi.kraskov(t, y, self.k, self.eps)}
 
 
 def snapshot_subset(epochs, n: int) -> np.ndarray:

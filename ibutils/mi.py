@@ -14,7 +14,8 @@ every pattern distinct), and T is computed on the device of `t`.
   networks, whose plug-in information is exact).
 - `kde`: Kolchinsky & Tracey pairwise-distance estimates with Gaussian noise of variance noise_var;
   `kde_sweep` for several variances from one pass over the distances.
-- `kraskov_entropy`: Kraskov et al.'s k-nearest-neighbour entropy (App. B.3), batched.
+- `kraskov_entropy`: Kraskov et al.'s k-nearest-neighbour entropy (App. B.3), batched;
+  `kraskov` for I(X;T) and I(T;Y) from it.
 - `entropy`: plug-in entropy of a label vector.
 - `gaussian_channel`: exact I(X; WX + Z) for Gaussian X (defined in `ibutils.gaussian`).
 """
@@ -34,7 +35,7 @@ from ibutils.gaussian import gaussian_channel
 
 __all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "equal_mass_edges",
            "precision_codes", "binned_precision", "quantise", "fake_quantise", "kde", "kde_sweep", "kraskov_entropy",
-           "gaussian_channel"]
+           "kraskov", "gaussian_channel"]
 
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -639,6 +640,26 @@ def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
     log_unit_ball = d / 2 * math.log(math.pi) - special.gammaln(d / 2 + 1)  # volume of the unit d-ball
     nats = d * mean_log_r + log_unit_ball + special.digamma(n) - special.digamma(k)
     return _out(torch.from_numpy(nats / math.log(2)).reshape(t.shape[:-2]))
+
+
+def kraskov(t, y, k=2, eps=1e-16) -> MI:
+    """Kraskov k-nearest-neighbour estimates in bits (Saxe et al. App. B.3): I(X;T) as the entropy
+    H(T) of `kraskov_entropy` (I(X;T) up to the constant entropy of the noise that makes it
+    finite, so it can be negative), and I(T;Y) = H(T) - sum_l p_l H(T | Y = l), each class's rows'
+    entropy estimated the same way (the constants cancel).
+
+    t: floats [..., n_samples, n_units], batched as `kraskov_entropy`; y: integer labels
+    [n_samples]; every class needs more than `k` samples.
+    """
+    t = _floats(t, "t")
+    _check_rows(t, "t")
+    labels, class_sizes = _classes(y, "y", t.shape[-2])
+    if class_sizes.min() <= k:
+        raise ValueError(f"y: every class needs more than k = {k} samples, the smallest has {class_sizes.min().item()}")
+    h_t = kraskov_entropy(t, k, eps)
+    h_given_y = sum(size.item() / len(labels) * np.asarray(kraskov_entropy(t[..., labels.to(t.device) == c, :], k, eps))
+                    for c, size in enumerate(class_sizes))
+    return MI(h_t, _out(torch.as_tensor(h_t - h_given_y)))
 
 
 # --- KDE ----------------------------------------------------------------------------------------

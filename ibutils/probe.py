@@ -186,14 +186,10 @@ class Kraskov(WholeLayer):
         self.k, self.eps, self.name = int(k), eps, name
 
     def estimate(self, t, y):
-        h_t = mi.kraskov_entropy(t, self.k, self.eps)
-        classes, counts = torch.unique(y, return_counts=True)
-        if counts.min() <= self.k:
-            raise ValueError(f"estimator {self.name!r}: every class needs more than k = {self.k} rows, "
-                             f"class {classes[counts.argmin()].item()} has {counts.min().item()}")
-        h_given_y = sum(n.item() / len(y) * mi.kraskov_entropy(t[y == c], self.k, self.eps)
-                        for c, n in zip(classes, counts))
-        return {self.name: mi.MI(h_t, h_t - h_given_y)}
+        try:
+            return {self.name: mi.kraskov(t, y, self.k, self.eps)}
+        except ValueError as err:
+            raise ValueError(f"estimator {self.name!r}: {err}") from None
 
 
 class Function(WholeLayer):

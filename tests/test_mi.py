@@ -8,7 +8,7 @@ import torch
 
 from scipy import special
 
-from ibutils.mi import (MI, KDEBounds, bin_codes, binned, binned_floor, binned_precision, discrete, entropy,
+from ibutils.mi import (MI, KDEBounds, bin_codes, binned, binned_floor, binned_precision, discrete, entropy, kraskov,
                         equal_mass_edges, fake_quantise, kde, kde_sweep, kraskov_entropy, precision_codes, quantise)
 
 
@@ -607,3 +607,19 @@ def test_kde_sweep_keeps_classes_apart_whatever_their_order():
 def test_kde_sweep_refuses_bad_noise_vars(noise_vars):
     with pytest.raises(ValueError, match="noise_var"):
         kde_sweep(np.zeros((4, 2)), [0, 1, 0, 1], noise_vars)
+
+
+def test_kraskov_label_information_of_separated_classes_is_the_label_entropy():
+    """Three far-apart Gaussian clusters, one per class: Y is a function of T, so
+    I(T;Y) = H(T) - sum_y p(y) H(T | Y = y) = H(Y) = log2 3 bits; batched equals one at a time."""
+    gen = torch.Generator().manual_seed(5)
+    y = torch.arange(600) % 3
+    t = torch.randn(2, 600, 2, generator=gen, dtype=torch.float64) + 100.0 * y[:, None]
+    both = kraskov(t, y)
+    for b in range(2):
+        one = kraskov(t[b], y)
+        assert one.i_xt == kraskov_entropy(t[b]) == both.i_xt[b]
+        assert one.i_ty == pytest.approx(math.log2(3), abs=0.05)
+        assert one.i_ty == pytest.approx(both.i_ty[b], abs=1e-12)
+    with pytest.raises(ValueError, match="every class needs more than k = 2 samples"):
+        kraskov(t[0], torch.cat([y[:598], torch.tensor([3, 3])]))

@@ -182,7 +182,7 @@ def test_kraskov_gives_the_entropy_and_the_label_information_of_separated_classe
     (row,) = Probe(nn.Sequential(nn.Identity()), t, y, layers=["0"], estimators=[Kraskov(k=2)]).measure(0)
     assert row.i_xt == mi.kraskov_entropy(t, 2)
     assert row.i_ty == pytest.approx(math.log2(3), abs=0.05)
-    with pytest.raises(ValueError, match="every class needs more than k = 2 rows, class 3 has 2"):
+    with pytest.raises(ValueError, match="every class needs more than k = 2 samples, the smallest has 2"):
         Probe(nn.Sequential(nn.Identity()), t, torch.cat([y[:598], torch.tensor([3, 3])]),
               layers=["0"], estimators=[Kraskov(k=2)]).measure(0)
 
