@@ -163,7 +163,7 @@ def binning_row(table, acts, y, activation, repeats):
     layers = [(a, *(hidden if l < len(acts) - 1 else fixed)) for l, a in enumerate(acts)]
     ours, t_ours = best(lambda: [mi.binned(a, y, bins, (lo, hi)) for a, bins, lo, hi in layers], repeats)
     start = time.perf_counter()
-    base = [[baselines.binned(a[s].numpy(), y, np.linspace(lo[s], hi[s], bins + 1)) for s in range(n_seeds)]
+    base = [[baselines.binned(a[s].numpy(), y, bins, lo[s], hi[s]) for s in range(n_seeds)]
             for a, bins, lo, hi in layers]
     t_base = time.perf_counter() - start
     difference = max(abs(o[q][s] - b[s][q]) for o, b in zip(ours, base) for s in range(n_seeds) for q in (0, 1))
