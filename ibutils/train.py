@@ -94,6 +94,19 @@ class TrainConfig:
     `batch_size=None` means full-batch gradient descent. `init` is a truncated normal
     (at 2 std) with std 1/sqrt(fan_in) (IDNNs) or 1/sqrt(fan_out) (ibsgd), or Glorot-uniform;
     biases start at 0.
+
+    `flush_denormal=True` makes the CPU arithmetic of the training thread treat subnormal
+    floats (magnitudes below 1.2e-38 in float32) as zero while `train` runs (x86 FTZ and DAZ,
+    `torch.set_flush_denormal`; it covers NumPy's tanh and BLAS products in that thread too).
+    Late in training subnormals appear in the softmax tail, in the gradients behind it, and in
+    Adam's moments of the weights of silent ReLU units, which decay into the subnormal range
+    and stay there (round(0.9 k) = k for the smallest k); an x86 core takes a slow path for
+    every vector operation that meets one, and on the Intel CPUs measured a 50-seed ReLU run
+    spent about a third of its time there (benchmarks/RESULTS.md). Flushing changes a result
+    only where a subnormal would have decided it: a parameter moves by at most lr x 1e-30 in
+    Adam (a subnormal m over eps = 1e-8), far below its rounding, so trajectories are the same
+    up to rounding and chapter 1's numbers do not move beyond their seed spread (measured,
+    benchmarks/RESULTS.md). `False` keeps IEEE subnormals. GPU kernels are not affected.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -104,6 +117,7 @@ class TrainConfig:
     lr: float = 4e-4
     init: str = "fan_in"
     snapshots: int = 300
+    flush_denormal: bool = True
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -120,6 +134,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be a positive int or None, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not isinstance(self.flush_denormal, bool):
+            raise ValueError(f"flush_denormal must be True or False, got {self.flush_denormal!r}")
 
     def snapshot_epochs(self) -> np.ndarray:
         return log_spaced_epochs(self.epochs, self.snapshots)
@@ -369,14 +385,24 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
 
     Minibatches: each epoch, each seed shuffles its training rows and takes consecutive
     batches of `config.batch_size` (the last one smaller); `None` is full batch.
+    Subnormal floats are flushed to zero while training, hooks included, when
+    `config.flush_denormal` (the default); the thread's previous setting is restored after.
     """
-    previous = torch.get_num_threads()
+    previous, flushing = torch.get_num_threads(), flushing_denormals()
     if threads is not None:
         torch.set_num_threads(threads)
+    torch.set_flush_denormal(config.flush_denormal)
     try:
         return _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress)
     finally:
         torch.set_num_threads(previous)
+        torch.set_flush_denormal(flushing)
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread's CPU arithmetic now flushes subnormal floats to zero (torch has a
+    setter, `torch.set_flush_denormal`, but no getter): half the smallest normal float32 is 0."""
+    return (torch.tensor([torch.finfo(torch.float32).tiny]) * 0.5).item() == 0.0
 
 
 def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress) -> Run:

@@ -105,6 +105,30 @@ def test_snapshot_hooks_see_every_layer(tishby):
     assert seen[0][1] == [(2, 4096, w) for w in SIZES[1:]]
 
 
+@pytest.mark.parametrize("outside", [False, True])
+@pytest.mark.parametrize("flush", [False, True])
+def test_denormals_are_flushed_as_configured_while_training_then_restored(tishby, flush, outside):
+    x, y = tishby
+    train_idx, test_idx = data.train_test_split(len(x), [0])
+    seen = []
+    torch.set_flush_denormal(outside)
+    try:
+        train.train(x, y, train_idx, test_idx, train.TrainConfig(epochs=2, snapshots=2, flush_denormal=flush), [0],
+                    device="cpu", progress=False, on_snapshot=[lambda epoch, acts: seen.append(train.flushing_denormals())])
+        after = train.flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)
+    assert seen == [flush, flush]
+    assert after == outside
+
+
+def test_flushing_denormals_changes_the_run_only_by_rounding(tishby):
+    flushed, kept = _small_run(tishby, [0, 1], activation="relu"), _small_run(tishby, [0, 1], activation="relu",
+                                                                               flush_denormal=False)
+    torch.testing.assert_close(flushed.params, kept.params, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(flushed.train_loss, kept.train_loss, rtol=1e-6)
+
+
 def test_log_spaced_epochs():
     epochs = train.log_spaced_epochs(10_000, 300)
     assert epochs[0] == 0 and epochs[-1] == 10_000
@@ -116,6 +140,7 @@ def test_log_spaced_epochs():
 @pytest.mark.parametrize("kwargs, name", [
     ({"activation": "gelu"}, "activation"), ({"init": "he"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"hidden": ()}, "hidden"), ({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0}, "lr"),
+    ({"flush_denormal": 1}, "flush_denormal"),
 ])
 def test_bad_config_raises(kwargs, name):
     with pytest.raises(ValueError, match=name):
