@@ -19,6 +19,7 @@ RUNS = {
     "table": ["run.py", "--smoke"],
     "profile": ["run.py", "--smoke", "--profile"],
     "chapter-two-workers": ["run.py", "--smoke", "--chapter", "--workers", "2"],
+    "late-steps": ["run.py", "--smoke", "--late"],
 }
 
 
