@@ -41,6 +41,7 @@ SMOKE = dict(seeds=3, epochs=2, base_seeds=2, base_epochs=1, kde_small=(256, 10)
 PAPER_SEEDS, PAPER_EPOCHS = 50, 10_000
 PAPER_SNAPSHOTS = len(train.log_spaced_epochs(PAPER_EPOCHS, 300))
 NOISE_VAR = 0.1
+SMALLEST_NORMAL = torch.finfo(torch.float32).tiny
 
 
 def best(fn, repeats: int):
@@ -191,7 +192,7 @@ def kde_rows(table, size, repeats):
 
 
 class Stepper:
-    """Chapter 1's 50-seed ensemble with its Adam state, stepped on the chapter's minibatches
+    """Chapter 1's ensemble with its Adam state, stepped on the chapter's minibatches
     (what one step of `train.train` does, without snapshots), so that steps can be timed
     from any point of training and the state saved and restored."""
 
@@ -245,9 +246,6 @@ class Stepper:
             for name, t in tensors.items():
                 counts[name] = counts.get(name, 0) + int(((t != 0) & (t.abs() < SMALLEST_NORMAL)).sum())
         return {name: round(n / len(batches)) for name, n in counts.items() if n}
-
-
-SMALLEST_NORMAL = torch.finfo(torch.float32).tiny
 
 
 def late_state(x, y, activation: str, seeds, epochs: int, cache: bool = True) -> dict:

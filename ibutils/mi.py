@@ -538,7 +538,8 @@ def kde_sweep(t, y, noise_vars, chunk_size=None) -> list[KDEBounds]:
     sums = torch.zeros(len(scales), 2, 2, n, dtype=torch.float64, device=t.device)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        dist = (sq_norms[start:stop, None] + sq_norms[None, start:] - 2.0 * (h[start:stop] @ h[start:].T)).clamp_(min=0.0)
+        gram = h[start:stop] @ h[start:].T
+        dist = (sq_norms[start:stop, None] + sq_norms[None, start:] - 2.0 * gram).clamp_(min=0.0)
         dist[:, :stop - start].fill_diagonal_(0.0)  # exact D_ii = 0, so I(X;T) cannot exceed log2 N by rounding
         kernel = torch.empty_like(dist)
         for v, scale in enumerate(scales):

@@ -111,10 +111,11 @@ def test_denormals_are_flushed_as_configured_while_training_then_restored(tishby
     x, y = tishby
     train_idx, test_idx = data.train_test_split(len(x), [0])
     seen = []
+    config = train.TrainConfig(epochs=2, snapshots=2, flush_denormal=flush)
     torch.set_flush_denormal(outside)
     try:
-        train.train(x, y, train_idx, test_idx, train.TrainConfig(epochs=2, snapshots=2, flush_denormal=flush), [0],
-                    device="cpu", progress=False, on_snapshot=[lambda epoch, acts: seen.append(train.flushing_denormals())])
+        train.train(x, y, train_idx, test_idx, config, [0], device="cpu", progress=False,
+                    on_snapshot=[lambda epoch, acts: seen.append(train.flushing_denormals())])
         after = train.flushing_denormals()
     finally:
         torch.set_flush_denormal(False)
@@ -122,11 +123,33 @@ def test_denormals_are_flushed_as_configured_while_training_then_restored(tishby
     assert after == outside
 
 
-def test_flushing_denormals_changes_the_run_only_by_rounding(tishby):
+def test_flushing_denormals_leaves_a_short_run_unchanged(tishby):
     flushed, kept = _small_run(tishby, [0, 1], activation="relu"), _small_run(tishby, [0, 1], activation="relu",
                                                                                flush_denormal=False)
-    torch.testing.assert_close(flushed.params, kept.params, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(flushed.train_loss, kept.train_loss, rtol=1e-6)
+    assert torch.equal(flushed.params, kept.params)
+    np.testing.assert_array_equal(flushed.train_loss, kept.train_loss)
+
+
+def test_flushing_denormals_leaves_the_gradient_of_a_confident_network_unchanged(tishby):
+    """A very confident softmax makes (p - onehot) / B subnormal, and the backward pass carries it
+    into every layer's dz: flushed, those terms are 0, and the weight gradient is the same."""
+    x, y = tishby
+    net = train.Ensemble(SIZES, 2, "relu", device="cpu").initialise([0, 1])
+    net.weights[-1].mul_(3000.0)
+    inputs = torch.as_tensor(x[:256].T, dtype=torch.float32).expand(2, -1, -1).contiguous()
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(y[:256]), 2).float().T.expand(2, -1, -1).contiguous()
+    tiny = torch.finfo(torch.float32).tiny
+    grads, subnormals = {}, {}
+    for flush in (False, True):
+        found = []
+        torch.set_flush_denormal(flush)
+        try:
+            net._backward(inputs, onehot, lambda l, dz, h: found.append(int(((dz != 0) & (dz.abs() < tiny)).sum())))
+        finally:
+            torch.set_flush_denormal(False)
+        grads[flush], subnormals[flush] = net.grad.clone(), sum(found)
+    assert subnormals[False] > 0 and subnormals[True] == 0
+    assert torch.equal(grads[False], grads[True])
 
 
 def test_log_spaced_epochs():
