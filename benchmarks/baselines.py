@@ -64,9 +64,12 @@ def row_entropy(codes: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def binned(t: np.ndarray, y: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
-    """I(X;T) and I(T;Y) of one layer `t` `[N, width]` binned on `edges` (np.histogram's bins):
-    H(T), and H(T) - sum_l p_l H(T | Y = l)."""
+def binned(t: np.ndarray, y: np.ndarray, bins: int, lo: float, hi: float) -> tuple[float, float]:
+    """I(X;T) and I(T;Y) of one layer `t` `[N, width]` in `bins` equal bins on [lo, hi]
+    (np.histogram's bins, on float64 edges): H(T), and H(T) - sum_l p_l H(T | Y = l)."""
+    # float() first: NumPy 2 keeps float32 scalars in float32, so np.linspace of a float32 range
+    # (a ReLU layer's min and max) would round the edges to float32
+    edges = np.linspace(float(lo), float(hi), bins + 1)
     codes = np.clip(np.searchsorted(edges, t.astype(np.float64), side="right") - 1, 0, len(edges) - 2)
     h_t = row_entropy(codes)
     return h_t, h_t - sum(np.mean(y == label) * row_entropy(codes[y == label]) for label in np.unique(y))

@@ -4,6 +4,7 @@
     python benchmarks/run.py --smoke               # tiny sizes, for CI: ours and the baselines agree
     python benchmarks/run.py --profile             # where a short pipeline spends its time (cProfile)
     python benchmarks/run.py --chapter --workers 2 # chapter 1 at paper scale, run for real: wall, peak RSS
+    python benchmarks/run.py --late                # a step late in training vs early, subnormals kept / flushed
 
 The table has one row per component: our time, the baseline's (`baselines.py`: an
 `nn.Sequential` + `torch.optim.Adam` per seed, a per-seed forward pass, `np.unique(axis=0)`
@@ -32,13 +33,15 @@ import numpy as np
 import torch
 
 import baselines
-from ibutils import data, experiments, infoplane, mi, train
+from ibutils import data, experiments, infoplane, mi, results, train
 
-FULL = dict(seeds=50, epochs=30, base_seeds=3, base_epochs=4, kde_small=(4096, 10), kde_large=(10_000, 1024))
-SMOKE = dict(seeds=3, epochs=2, base_seeds=2, base_epochs=1, kde_small=(256, 10), kde_large=(512, 64))
+FULL = dict(seeds=50, epochs=30, base_seeds=3, base_epochs=4, kde_small=(4096, 10), kde_large=(10_000, 1024),
+            late_epochs=10_000)
+SMOKE = dict(seeds=3, epochs=2, base_seeds=2, base_epochs=1, kde_small=(256, 10), kde_large=(512, 64), late_epochs=3)
 PAPER_SEEDS, PAPER_EPOCHS = 50, 10_000
 PAPER_SNAPSHOTS = len(train.log_spaced_epochs(PAPER_EPOCHS, 300))
 NOISE_VAR = 0.1
+SMALLEST_NORMAL = torch.finfo(torch.float32).tiny
 
 
 def best(fn, repeats: int):
@@ -163,7 +166,7 @@ def binning_row(table, acts, y, activation, repeats):
     layers = [(a, *(hidden if l < len(acts) - 1 else fixed)) for l, a in enumerate(acts)]
     ours, t_ours = best(lambda: [mi.binned(a, y, bins, (lo, hi)) for a, bins, lo, hi in layers], repeats)
     start = time.perf_counter()
-    base = [[baselines.binned(a[s].numpy(), y, np.linspace(lo[s], hi[s], bins + 1)) for s in range(n_seeds)]
+    base = [[baselines.binned(a[s].numpy(), y, bins, lo[s], hi[s]) for s in range(n_seeds)]
             for a, bins, lo, hi in layers]
     t_base = time.perf_counter() - start
     difference = max(abs(o[q][s] - b[s][q]) for o, b in zip(ours, base) for s in range(n_seeds) for q in (0, 1))
@@ -186,6 +189,118 @@ def kde_rows(table, size, repeats):
     y = torch.from_numpy(rng.integers(0, 10, size=n))
     _, t_ours = best(lambda: mi.kde(t, y, NOISE_VAR), 1)
     table.add(f"KDE, N = {n} x {d}, per snapshot-layer", t_ours)
+
+
+class Stepper:
+    """Chapter 1's ensemble with its Adam state, stepped on the chapter's minibatches
+    (what one step of `train.train` does, without snapshots), so that steps can be timed
+    from any point of training and the state saved and restored."""
+
+    def __init__(self, x, y, activation: str, seeds):
+        self.seeds = list(seeds)
+        train_idx, _ = data.train_test_split(len(x), self.seeds)
+        self.config = train.TrainConfig(activation=activation)
+        self.net = train.Ensemble((x.shape[1], *self.config.hidden, 2), len(self.seeds), activation, device="cpu")
+        self.net.initialise(self.seeds, self.config.init)
+        self.opt = train._Adam(self.net.params, self.net.grad, self.config.lr)
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        onehot = torch.nn.functional.one_hot(torch.as_tensor(y), 2).float()
+        self.table = torch.cat([xt, onehot], 1).T.contiguous().numpy()  # [d + C, N]
+        self.d, self.rows = x.shape[1], torch.as_tensor(train_idx)
+        self.generators = [torch.Generator().manual_seed(s + 1_000_003) for s in self.seeds]
+
+    def batches(self, shuffle: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's minibatches `([S, d, B], [S, C, B])`, each seed's rows in a fresh order."""
+        rows = self.rows
+        if shuffle:
+            rows = torch.gather(rows, 1, torch.stack([torch.randperm(rows.shape[1], generator=g)
+                                                       for g in self.generators]))
+        epoch = torch.from_numpy(np.take(self.table, rows.reshape(-1).numpy(), axis=1))
+        epoch = epoch.view(-1, *rows.shape).transpose(0, 1)
+        return [(epoch[:, :self.d, i:i + self.config.batch_size], epoch[:, self.d:, i:i + self.config.batch_size])
+                for i in range(0, rows.shape[1], self.config.batch_size)]
+
+    def step(self, x_batch, onehot_batch) -> None:
+        self.net.backward(x_batch, onehot_batch)
+        self.opt.step()
+
+    def state(self) -> dict:
+        return {"params": self.net.params.clone(), "m": self.opt.m.clone(), "v": self.opt.v.clone(), "t": self.opt.t}
+
+    def restore(self, state: dict) -> None:
+        self.net.params.copy_(state["params"])
+        self.opt.m.copy_(state["m"])
+        self.opt.v.copy_(state["v"])
+        self.opt.t = state["t"]
+
+    def subnormals(self, batches) -> dict[str, int]:
+        """Subnormal float32 values met per step over `batches` (from the current state, which it
+        advances), per tensor: every layer's activity h and back-propagated gradient dz (the
+        last batch's buffers), the parameters' gradient, Adam's moments m and v and its divisor."""
+        counts = {}
+        for x_batch, onehot_batch in batches:
+            self.step(x_batch, onehot_batch)
+            acts, grads = self.net._buffers(x_batch.shape[2])
+            tensors = {**{f"h{l}": a for l, a in enumerate(acts)}, **{f"dz{l}": g for l, g in enumerate(grads)},
+                       "grad": self.net.grad, "m": self.opt.m, "v": self.opt.v, "denom": self.opt.denom}
+            for name, t in tensors.items():
+                counts[name] = counts.get(name, 0) + int(((t != 0) & (t.abs() < SMALLEST_NORMAL)).sum())
+        return {name: round(n / len(batches)) for name, n in counts.items() if n}
+
+
+def late_state(x, y, activation: str, seeds, epochs: int, cache: bool = True) -> dict:
+    """The Stepper's state after `epochs` epochs without flushing subnormals, trained once and
+    kept in the run cache when `cache` (keyed by the settings only: a benchmark's starting point)."""
+    def compute():
+        stepper = Stepper(x, y, activation, seeds)
+        torch.set_flush_denormal(False)
+        for _ in range(epochs):
+            for batch in stepper.batches():
+                stepper.step(*batch)
+        return stepper.state()
+    if not cache:
+        return compute()
+    key = {"activation": activation, "seeds": list(seeds), "epochs": epochs, "config": "chapter 1", "version": 1}
+    return results.cached("benchmark_late_state", key, compute)
+
+
+def late_mode(size, repeats: int, cache: bool) -> int:
+    """Per-step cost early (initial weights) and late (after `size['late_epochs']` epochs) per
+    activation, with subnormals kept and flushed: the four timed in turn in every round (one
+    epoch of the same minibatches each), so that the ratios compare neighbours in time; and
+    the subnormals a late step meets."""
+    torch.set_num_threads(1)
+    x, y = data.tishby()
+    seeds = range(size["seeds"])
+    print(f"{size['seeds']} seeds, one epoch of minibatches (data prepared) per timing; best (median) of {repeats} "
+          f"rounds; ratios: median over rounds; late = after {size['late_epochs']:,} epochs (trained once, cached)\n")
+    print(f"{'activation':<11}{'state':<7}{'kept ms/step':>16}{'flushed ms/step':>18}{'kept / flushed':>16}"
+          f"{'/ early, kept':>15}{'/ early, flushed':>18}")
+    for activation in ("tanh", "relu"):
+        stepper = Stepper(x, y, activation, seeds)
+        batches = stepper.batches(shuffle=False)
+        states = {"early": stepper.state(), "late": late_state(x, y, activation, seeds, size["late_epochs"], cache)}
+        cases = [(name, flush) for name in states for flush in (False, True)]
+        times = {case: [] for case in cases}
+        for r in range(repeats):
+            for name, flush in cases[r % len(cases):] + cases[:r % len(cases)]:
+                stepper.restore(states[name])
+                torch.set_flush_denormal(flush)
+                start = time.perf_counter()
+                for batch in batches:
+                    stepper.step(*batch)
+                times[name, flush].append((time.perf_counter() - start) / len(batches))
+                torch.set_flush_denormal(False)
+        times = {case: np.array(t) for case, t in times.items()}
+        cell = lambda t: f"{1e3 * t.min():.2f} ({1e3 * np.median(t):.2f})"
+        ratio = lambda a, b: f"{np.median(times[a] / times[b]):.2f}"
+        for name in states:
+            print(f"{activation:<11}{name:<7}{cell(times[name, False]):>16}{cell(times[name, True]):>18}"
+                  f"{ratio((name, False), (name, True)):>16}{ratio((name, False), ('early', False)):>15}"
+                  f"{ratio((name, True), ('early', True)):>18}")
+        stepper.restore(states["late"])
+        print(f"{'':<11}subnormal values per late step: {stepper.subnormals(batches)}")
+    return 0
 
 
 def table_mode(size, repeats) -> int:
@@ -254,6 +369,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours per row (best counts)")
     parser.add_argument("--profile", action="store_true", help="profile a short pipeline instead of the table")
     parser.add_argument("--chapter", action="store_true", help="run chapter 1's experiments instead of the table")
+    parser.add_argument("--late", action="store_true",
+                        help="per-step cost late in training vs early, subnormals kept and flushed")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for --chapter (default: one per CPU core this process may use)")
     args = parser.parse_args()
@@ -264,6 +381,8 @@ def main() -> int:
     if args.profile:
         profile_mode(size)
         return 0
+    if args.late:
+        return late_mode(size, 2 if args.smoke else args.repeats, cache=not args.smoke)
     return table_mode(size, 1 if args.smoke else args.repeats)
 
 

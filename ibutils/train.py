@@ -128,6 +128,20 @@ class TrainConfig:
     activity is rounded to one of 2**bits levels spread evenly over that layer's [min, max] on
     the current batch (per model, over all units and samples), in training and in every forward
     pass, with straight-through gradients; the softmax output is left continuous.
+
+    `flush_denormal=True` makes the CPU arithmetic of the training thread treat subnormal
+    floats (magnitudes below 1.2e-38 in float32) as zero while `train` runs (x86 FTZ and DAZ,
+    `torch.set_flush_denormal`; it covers NumPy's tanh and BLAS products in that thread too).
+    Late in training subnormals appear in the softmax tail, in the gradients behind it, and in
+    Adam's moments of the weights of silent ReLU units, which decay into the subnormal range
+    and stay there (round(0.9 k) = k for the smallest k): about 10,000 per step of a 50-seed
+    ReLU ensemble after 10,000 epochs, none in tanh ones. An Intel core takes a slow microcode
+    path for operations on them (a 50-seed ReLU run of 5,000 epochs: 231 s kept, 167 s
+    flushed); AMD Zen 4 loses about 6% per late step. Flushing changes a result only where a
+    subnormal would have decided it: a parameter moves by at most about lr x 1e-30 in Adam (a
+    subnormal m over eps = 1e-8), far below its rounding. Chapter 1 at the paper profile gives
+    bit-identical losses, accuracies and information either way (benchmarks/RESULTS.md).
+    `False` keeps IEEE subnormals. GPU kernels are not affected.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -139,6 +153,7 @@ class TrainConfig:
     init: str = "fan_in"
     snapshots: int = 300
     quantise_bits: int | None = None
+    flush_denormal: bool = True
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -159,6 +174,8 @@ class TrainConfig:
                                                or not isinstance(self.quantise_bits, int)
                                                or not 1 <= self.quantise_bits <= 16):
             raise ValueError(f"quantise_bits must be None or an int in [1, 16], got {self.quantise_bits!r}")
+        if not isinstance(self.flush_denormal, bool):
+            raise ValueError(f"flush_denormal must be True or False, got {self.flush_denormal!r}")
 
     def snapshot_epochs(self) -> np.ndarray:
         return log_spaced_epochs(self.epochs, self.snapshots)
@@ -581,17 +598,27 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
 
     Minibatches: each epoch, each seed shuffles its training rows and takes consecutive
     batches of `config.batch_size` (the last one smaller); `None` is full batch.
+    Subnormal floats are flushed to zero while training, hooks included, when
+    `config.flush_denormal` (the default); the thread's previous setting is restored after.
     """
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)) or not checkpoint_every >= 0:
         raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
-    previous = torch.get_num_threads()
+    previous, flushing = torch.get_num_threads(), flushing_denormals()
     if threads is not None:
         torch.set_num_threads(threads)
+    torch.set_flush_denormal(config.flush_denormal)
     try:
         return _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress,
                       checkpoint, checkpoint_every)
     finally:
         torch.set_num_threads(previous)
+        torch.set_flush_denormal(flushing)
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread's CPU arithmetic now flushes subnormal floats to zero (torch has a
+    setter, `torch.set_flush_denormal`, but no getter): half the smallest normal float32 is 0."""
+    return (torch.tensor([torch.finfo(torch.float32).tiny]) * 0.5).item() == 0.0
 
 
 def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_snapshot, on_batch, progress,

@@ -589,6 +589,18 @@ def test_kde_sweep_equals_kde_at_each_noise_variance():
             assert np.allclose([*bounds.upper, *bounds.lower], [*expected.upper, *expected.lower], atol=tolerance)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 4, 17, 200])
+def test_kde_sweep_blocks_of_rows_against_later_columns_match_brute_force(chunk_size):
+    """Each block of rows meets the columns from its first row on, its mirror image standing in
+    for the rest: blocks that cut classes (of 1 to 40 samples) apart must not change the sums."""
+    rng = np.random.default_rng(9)
+    y = rng.permutation(np.repeat(np.arange(6), [1, 40, 7, 2, 25, 5]))
+    t = rng.normal(size=(len(y), 3))
+    for v, bounds in zip([0.02, 0.5], kde_sweep(t, y, [0.02, 0.5], chunk_size=chunk_size, precision="float64")):
+        expected = reference_kde(t, y, v)
+        assert np.allclose([*bounds.upper, *bounds.lower], [*expected.upper, *expected.lower], atol=1e-10)
+
+
 def test_kde_sweep_keeps_classes_apart_whatever_their_order():
     """Samples are sorted by class inside; labels given in any order must give the same numbers."""
     rng = np.random.default_rng(8)

@@ -105,6 +105,53 @@ def test_snapshot_hooks_see_every_layer(tishby):
     assert seen[0][1] == [(2, 4096, w) for w in SIZES[1:]]
 
 
+@pytest.mark.parametrize("outside", [False, True])
+@pytest.mark.parametrize("flush", [False, True])
+def test_denormals_are_flushed_as_configured_while_training_then_restored(tishby, flush, outside):
+    x, y = tishby
+    train_idx, test_idx = data.train_test_split(len(x), [0])
+    seen = []
+    config = train.TrainConfig(epochs=2, snapshots=2, flush_denormal=flush)
+    torch.set_flush_denormal(outside)
+    try:
+        train.train(x, y, train_idx, test_idx, config, [0], device="cpu", progress=False,
+                    on_snapshot=[lambda epoch, acts: seen.append(train.flushing_denormals())])
+        after = train.flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)
+    assert seen == [flush, flush]
+    assert after == outside
+
+
+def test_flushing_denormals_leaves_a_short_run_unchanged(tishby):
+    flushed, kept = _small_run(tishby, [0, 1], activation="relu"), _small_run(tishby, [0, 1], activation="relu",
+                                                                               flush_denormal=False)
+    assert torch.equal(flushed.params, kept.params)
+    np.testing.assert_array_equal(flushed.train_loss, kept.train_loss)
+
+
+def test_flushing_denormals_leaves_the_gradient_of_a_confident_network_unchanged(tishby):
+    """A very confident softmax makes (p - onehot) / B subnormal, and the backward pass carries it
+    into every layer's dz: flushed, those terms are 0, and the weight gradient is the same."""
+    x, y = tishby
+    net = train.Ensemble(SIZES, 2, "relu", device="cpu").initialise([0, 1])
+    net.weights[-1].mul_(3000.0)
+    inputs = torch.as_tensor(x[:256].T, dtype=torch.float32).expand(2, -1, -1).contiguous()
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(y[:256]), 2).float().T.expand(2, -1, -1).contiguous()
+    tiny = torch.finfo(torch.float32).tiny
+    grads, subnormals = {}, {}
+    for flush in (False, True):
+        found = []
+        torch.set_flush_denormal(flush)
+        try:
+            net._backward(inputs, onehot, lambda l, dz, h: found.append(int(((dz != 0) & (dz.abs() < tiny)).sum())))
+        finally:
+            torch.set_flush_denormal(False)
+        grads[flush], subnormals[flush] = net.grad.clone(), sum(found)
+    assert subnormals[False] > 0 and subnormals[True] == 0
+    assert torch.equal(grads[False], grads[True])
+
+
 def test_log_spaced_epochs():
     epochs = train.log_spaced_epochs(10_000, 300)
     assert epochs[0] == 0 and epochs[-1] == 10_000
@@ -117,6 +164,7 @@ def test_log_spaced_epochs():
     ({"activation": "gelu"}, "activation"), ({"init": "he"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"hidden": ()}, "hidden"), ({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0}, "lr"),
     ({"quantise_bits": 0}, "quantise_bits"), ({"quantise_bits": 8.0}, "quantise_bits"),
+    ({"flush_denormal": 1}, "flush_denormal"),
 ])
 def test_bad_config_raises(kwargs, name):
     with pytest.raises(ValueError, match=name):
