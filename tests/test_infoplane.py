@@ -9,20 +9,6 @@ import torch
 from ibutils import data, infoplane, mi, train
 
 
-@pytest.fixture(scope="module")
-def tishby():
-    return data.tishby()
-
-
-@pytest.fixture(scope="module", params=["tanh", "relu"])
-def run(request, tishby):
-    x, y = tishby
-    seeds = [0, 1]
-    train_idx, test_idx = data.train_test_split(len(x), seeds)
-    config = train.TrainConfig(activation=request.param, epochs=30, snapshots=6, lr=4e-3)
-    return train.train(x, y, train_idx, test_idx, config, seeds, device="cpu", progress=False)
-
-
 def test_plane_equals_direct_estimates(run, tishby):
     x, y = tishby
     plane = infoplane.binned_plane(run, x, y, chunk=4, progress=False)

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from ibutils import data, infoplane, mi, train
+from ibutils import infoplane, mi, train
 from ibutils.probe import (KDE, Binned, BinnedFloor, EqualMassBinned, Function, History, Kraskov, Probe, Row,
                            WholeLayer, _pack)
 
@@ -57,19 +57,6 @@ def seed_module(net: train.Ensemble, s: int) -> nn.Sequential:
     last = len(net.weights) - 1
     return nn.Sequential(*[EnsembleLayer(w[s], b[s], "softmax" if l == last else net.activation)
                            for l, (w, b) in enumerate(zip(net.weights, net.biases))])
-
-
-@pytest.fixture(scope="module")
-def tishby():
-    return data.tishby()
-
-
-@pytest.fixture(scope="module", params=["tanh", "relu"])
-def run(request, tishby):
-    x, y = tishby
-    config = train.TrainConfig(activation=request.param, epochs=60, snapshots=6)
-    train_idx, test_idx = data.train_test_split(len(x), [0, 1], 0.8)
-    return train.train(x, y, train_idx, test_idx, config, [0, 1], device="cpu", progress=False)
 
 
 def test_binned_information_equals_infoplane_exactly(run, tishby):

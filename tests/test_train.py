@@ -13,9 +13,20 @@ TORCH_ACTIVATIONS = {
 }
 
 
-@pytest.fixture(scope="module")
-def tishby():
-    return data.tishby()
+def autograd_gradient(net: train.Ensemble, x: torch.Tensor, labels: torch.Tensor, hidden) -> torch.Tensor:
+    """Each model's gradient of its mean cross-entropy on its batch, by autograd, with `hidden(z)`
+    the activity of a hidden layer of net input z (x `[S, d, B]`, labels `[S, B]`)."""
+    params = net.params.clone().requires_grad_(True)
+    shapes = [w.shape for w in net.weights] + [b.shape for b in net.biases]
+    views = train._split(params, shapes)
+    n = len(net.weights)
+    h = x
+    for l in range(n):
+        z = torch.baddbmm(views[n + l], views[l], h)
+        h = z if l == n - 1 else hidden(z)
+    loss = torch.nn.functional.cross_entropy(h.transpose(1, 2).reshape(-1, 2), labels.reshape(-1), reduction="sum")
+    (loss / x.shape[2]).backward()
+    return params.grad
 
 
 @pytest.mark.parametrize("activation", train.ACTIVATIONS)
@@ -25,19 +36,9 @@ def test_backward_matches_autograd(activation):
     net.params.add_(0.1 * torch.randn_like(net.params))  # non-zero biases too
     x = torch.randn(3, 12, 40)
     labels = torch.randint(0, 2, (3, 40))
-    onehot = torch.nn.functional.one_hot(labels, 2).float().transpose(1, 2)
-    net.backward(x, onehot)
-
-    params = net.params.clone().requires_grad_(True)
-    shapes = [w.shape for w in net.weights] + [b.shape for b in net.biases]
-    views = train._split(params, shapes)
-    h = x
-    for l in range(6):
-        z = torch.baddbmm(views[6 + l], views[l], h)
-        h = z if l == 5 else TORCH_ACTIVATIONS[activation](z)
-    loss = torch.nn.functional.cross_entropy(h.transpose(1, 2).reshape(-1, 2), labels.reshape(-1), reduction="sum")
-    (loss / 40).backward()
-    torch.testing.assert_close(net.grad, params.grad, rtol=1e-4, atol=1e-6)
+    net.backward(x, torch.nn.functional.one_hot(labels, 2).float().transpose(1, 2))
+    expected = autograd_gradient(net, x, labels, TORCH_ACTIVATIONS[activation])
+    torch.testing.assert_close(net.grad, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_forward_gives_every_layer_and_probabilities():
@@ -223,32 +224,18 @@ def test_per_sample_moments_match_the_per_sample_gradients():
         torch.testing.assert_close(m2, (g - g.mean(1, keepdim=True)).square().sum(1), rtol=1e-5, atol=1e-9)
 
 
-def _straight_through_loss(net, x, labels, bits):
-    """Gradient of each model's mean cross-entropy under `net`'s quantised forward pass, by autograd with
-    straight-through quantisation: q(h) = h + (quantised(h) - h) with the difference detached."""
-    params = net.params.clone().requires_grad_(True)
-    shapes = [w.shape for w in net.weights] + [b.shape for b in net.biases]
-    views = train._split(params, shapes)
-    h = x
-    for l in range(6):
-        z = torch.baddbmm(views[6 + l], views[l], h)
-        if l < 5:
-            h = torch.tanh(z)
-            h = h + (train.fake_quantise_(h.detach().clone(), bits) - h).detach()
-        else:
-            h = z
-    loss = torch.nn.functional.cross_entropy(h.transpose(1, 2).reshape(-1, 2), labels.reshape(-1), reduction="sum")
-    (loss / x.shape[2]).backward()  # each model's mean over its batch
-    return params.grad
-
-
 def test_quantised_backward_is_straight_through():
     torch.manual_seed(0)
     net = train.Ensemble(SIZES, 3, "tanh", device="cpu", quantise_bits=3).initialise([0, 1, 2])
     x = torch.randn(3, 12, 40)
     labels = torch.randint(0, 2, (3, 40))
     net.backward(x, torch.nn.functional.one_hot(labels, 2).float().transpose(1, 2))
-    torch.testing.assert_close(net.grad, _straight_through_loss(net, x, labels, 3), rtol=1e-4, atol=1e-6)
+
+    def straight_through(z):  # quantised forward, identity backward
+        h = torch.tanh(z)
+        return h + (train.fake_quantise_(h.detach().clone(), 3) - h).detach()
+
+    torch.testing.assert_close(net.grad, autograd_gradient(net, x, labels, straight_through), rtol=1e-4, atol=1e-6)
 
 
 def test_quantised_layers_take_2_to_the_bits_levels_of_their_range():
