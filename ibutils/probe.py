@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ibutils import mi, plots
+from ibutils.progress import phase
 
 _KEY_BITS = 62  # packed keys stay below 2**62, leaving mi.discrete room for the label bits
 _CHUNK_VALUES = 2**20  # values coded at a time: each int64 temporary is 8 MiB
@@ -676,6 +677,7 @@ class Probe:
         self._pass[name].add(t)
 
     # measuring
+    @phase("estimating")
     def measure(self, step) -> list[Row]:
         """Measure every layer with every estimator at `step` (a number that increases from call
         to call: an epoch, an iteration); append the rows to `history` and return them.
