@@ -162,8 +162,8 @@ class Runner:
         store.notice(f"{label}: {len(futures)} units on {self._description()}; dashboard {client.dashboard_link}")
         values = [None] * len(futures)
         try:
-            for done, (future, value) in enumerate(as_completed(futures, loop=client.loop, with_results=True), 1):
-                values[place[future.key]] = value
+            for done, future in enumerate(as_completed(futures, loop=client.loop), 1):
+                values[place[future.key]] = future.result()  # raises the unit's error, or a lost scheduler's
                 store.notice(f"{label}: {done}/{len(futures)} units done, {time.monotonic() - started:.0f} s")
         except BaseException:
             client.cancel([*futures, *held])

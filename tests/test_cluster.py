@@ -204,6 +204,28 @@ def test_a_worker_killed_mid_sweep(tmp_path, reference, monkeypatch):
         assert not list(running.caches[1 - victim].glob("*.ckpt"))  # the survivor's were removed
 
 
+def test_a_lost_scheduler_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """SIGKILL to the scheduler while a unit trains: the call raises, naming the lost connection."""
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path / "client"))
+    with _dask_cluster(tmp_path / "dask", n_workers=1) as running:
+        outcome = {}
+
+        def sweep():
+            try:
+                experiments.tishby_net(CONFIGS["tanh"], SEEDS, scheduler=running.address, checkpoint_every=0.1, **SWEEP)
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=sweep, daemon=True)
+        thread.start()
+        _first_to_checkpoint(running.caches, thread)
+        running.scheduler.kill()
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "the call hangs after the scheduler died"
+        assert "lost the connection to the scheduler" in str(outcome.get("error")), outcome
+        assert not (tmp_path / "client").exists() or not list((tmp_path / "client").iterdir())
+
+
 def _first_to_checkpoint(caches: list[Path], sweep: threading.Thread, timeout: float = 180) -> int:
     """The index of the first worker whose run cache holds a checkpoint (it is training)."""
     deadline = time.monotonic() + timeout
