@@ -25,6 +25,7 @@ picks the device where it runs).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import os
@@ -42,7 +43,12 @@ from ibutils import store
 SCHEDULER_ENV = "IBUTILS_SCHEDULER"
 CONNECT_TIMEOUT_S = 5.0  # seconds to wait for a scheduler to answer before giving up
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+# A local cluster's workers share the cores with the units: no sampling profiler (it walks every
+# thread's stack each 10 ms) and rarer system and event-loop checks, so a unit keeps its core.
+_QUIET_WORKERS = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.interval": "5s",
+                  "distributed.admin.tick.interval": "1s"}
 
 
 def scheduler_address(scheduler: str | None = None) -> str | None:
@@ -78,6 +84,20 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def _allocate_as_usual() -> None:
+    """Undo Dask's `MALLOC_TRIM_THRESHOLD_=65536` (set by its nannies for their workers) in this
+    worker process: setting it turns off glibc's adaptive mmap threshold, so every block over
+    128 kB is mmapped and unmapped on each use, which doubled a chapter-1 unit's CPU time. The
+    thresholds set here (mmap above 32 MiB, trim above 64 MiB) are where the adaptive ones end up."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return
+    libc = ctypes.CDLL(None)
+    if hasattr(libc, "mallopt"):  # glibc
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+
+
 def _unit(digest: str, fn: Callable, args: tuple, kwargs: dict, **shared) -> Any:
     """One unit on a worker: `fn(*args, **kwargs, **shared)` on one torch thread, once the worker
     is seen to run the client's ibutils."""
@@ -85,6 +105,7 @@ def _unit(digest: str, fn: Callable, args: tuple, kwargs: dict, **shared) -> Any
         raise RuntimeError(f"this Dask worker runs other ibutils code ({Path(ibutils.__file__).parent}, source "
                            f"digest {code_digest()[:12]}) than the client (digest {digest[:12]}): install "
                            f"the same ibutils on every worker")
+    _allocate_as_usual()
     torch.set_num_threads(1)
     return fn(*args, **kwargs, **shared)
 
@@ -137,21 +158,22 @@ class Runner:
 
         `fn` must be importable by name (a module-level function or classmethod of ibutils).
         `shared` keyword arguments (the data) are the same for every call: on a cluster they travel
-        to each worker once, held by the scheduler as a task, so a copy lost with a worker is made
-        again. A unit that fails on a worker raises here, and the units still waiting are cancelled;
-        a unit whose worker dies is run again on another worker (up to Dask's
-        `distributed.scheduler.allowed-failures` times).
+        to each worker once. The scheduler keeps every unit's arguments and the shared data as
+        parts of the task graph, so a unit whose worker dies is run again on another worker (up to
+        Dask's `distributed.scheduler.allowed-failures` times), and a copy of the data lost with a
+        worker is made again. A unit that fails on a worker raises here, and the units still
+        waiting are cancelled.
         """
         calls, shared = list(calls), dict(shared or {})
         if not self.remote(len(calls)):
             return [fn(*args, **kwargs, **shared) for args, kwargs in calls]
         client = self._open(len(calls))
         tag = uuid.uuid4().hex[:8]
-        with warnings.catch_warnings():  # the data enter the graph once, on purpose (see the docstring)
+        with warnings.catch_warnings():  # the data and arguments are in the graph on purpose (see above)
             warnings.filterwarnings("ignore", message="Sending large graph")
             held = {name: client.submit(_identity, value, key=f"{label}-{name}-{tag}") for name, value in shared.items()}
-        futures = [client.submit(_unit, code_digest(), fn, args, kwargs, key=f"{label}-{i}-{tag}", **held)
-                   for i, (args, kwargs) in enumerate(calls)]
+            futures = [client.submit(_unit, code_digest(), fn, args, kwargs, key=f"{label}-{i}-{tag}", **held)
+                       for i, (args, kwargs) in enumerate(calls)]
         return self._gather(client, futures, [*held.values()], label)
 
     def _gather(self, client, futures: list, held: list, label: str) -> list:
@@ -221,6 +243,7 @@ class Runner:
             ) from exc
 
     def _start_local(self, workers: int):
+        import dask
         from distributed import Client, LocalCluster
 
         # The nannies run in this process and put these (and more of their own) into its
@@ -228,8 +251,9 @@ class Runner:
         # puts the environment back as it was.
         self._saved_env = dict(os.environ)
         os.environ.update(_ONE_THREAD)
-        self._local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address="127.0.0.1:0", memory_limit=0)
+        with dask.config.set(_QUIET_WORKERS):
+            self._local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address="127.0.0.1:0", memory_limit=0)
         return Client(self._local, set_as_default=False)
 
     def _cluster_threads(self) -> int:
