@@ -98,20 +98,16 @@ def _allocate_as_usual() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
 
 
-def _unit(digest: str, fn: Callable, args: tuple, kwargs: dict, **shared) -> Any:
-    """One unit on a worker: `fn(*args, **kwargs, **shared)` on one torch thread, once the worker
-    is seen to run the client's ibutils."""
+def _unit(digest: str, fn: Callable, args: tuple, kwargs: dict) -> Any:
+    """One unit on a worker: `fn(*args, **kwargs)` on one torch thread, once the worker is seen to
+    run the client's ibutils."""
     if code_digest() != digest:
         raise RuntimeError(f"this Dask worker runs other ibutils code ({Path(ibutils.__file__).parent}, source "
                            f"digest {code_digest()[:12]}) than the client (digest {digest[:12]}): install "
                            f"the same ibutils on every worker")
     _allocate_as_usual()
     torch.set_num_threads(1)
-    return fn(*args, **kwargs, **shared)
-
-
-def _identity(value: Any) -> Any:
-    return value
+    return fn(*args, **kwargs)
 
 
 def _device_type() -> str:
@@ -157,12 +153,12 @@ class Runner:
         `remote(len(calls))`, else in this process.
 
         `fn` must be importable by name (a module-level function or classmethod of ibutils).
-        `shared` keyword arguments (the data) are the same for every call: on a cluster they travel
-        to each worker once. The scheduler keeps every unit's arguments and the shared data as
-        parts of the task graph, so a unit whose worker dies is run again on another worker (up to
-        Dask's `distributed.scheduler.allowed-failures` times), and a copy of the data lost with a
-        worker is made again. A unit that fails on a worker raises here, and the units still
-        waiting are cancelled.
+        `shared` keyword arguments (the data) are the same for every call. On a cluster each unit
+        carries its arguments and the shared data in the task graph: the scheduler hands the units
+        out as its workers come free (a dependency on one worker's copy of the data would draw them
+        all to that worker), and keeps them, so a unit whose worker dies runs again on another
+        worker (up to Dask's `distributed.scheduler.allowed-failures` times). A unit that fails on
+        a worker raises here, and the units still waiting are cancelled.
         """
         calls, shared = list(calls), dict(shared or {})
         if not self.remote(len(calls)):
@@ -171,12 +167,11 @@ class Runner:
         tag = uuid.uuid4().hex[:8]
         with warnings.catch_warnings():  # the data and arguments are in the graph on purpose (see above)
             warnings.filterwarnings("ignore", message="Sending large graph")
-            held = {name: client.submit(_identity, value, key=f"{label}-{name}-{tag}") for name, value in shared.items()}
-            futures = [client.submit(_unit, code_digest(), fn, args, kwargs, key=f"{label}-{i}-{tag}", **held)
+            futures = [client.submit(_unit, code_digest(), fn, args, {**kwargs, **shared}, key=f"{label}-{i}-{tag}")
                        for i, (args, kwargs) in enumerate(calls)]
-        return self._gather(client, futures, [*held.values()], label)
+        return self._gather(client, futures, label)
 
-    def _gather(self, client, futures: list, held: list, label: str) -> list:
+    def _gather(self, client, futures: list, label: str) -> list:
         """The futures' results in order, a progress line on stderr as each one finishes."""
         from distributed import as_completed
 
@@ -188,7 +183,7 @@ class Runner:
                 values[place[future.key]] = future.result()  # raises the unit's error, or a lost scheduler's
                 store.notice(f"{label}: {done}/{len(futures)} units done, {time.monotonic() - started:.0f} s")
         except BaseException:
-            client.cancel([*futures, *held])
+            client.cancel(futures)
             raise
         return values
 
