@@ -9,6 +9,8 @@ Modules, one concept each:
 - `ibutils.infoplane`: information-plane trajectories of a trained ensemble.
 - `ibutils.gradients`: gradient mean, spread and signal-to-noise ratio over training.
 - `ibutils.experiments`: the paper's MLP experiments as cached functions of their settings.
+- `ibutils.cluster`: where the experiments' independent units run: this process, a local Dask
+  cluster, or an existing one (`$IBUTILS_SCHEDULER`).
 - `ibutils.toy`: the exact binned information of the three-neuron model.
 - `ibutils.linear`: exact information and generalisation of deep linear student-teacher networks.
 - `ibutils.probe`: information planes of your own PyTorch model, measured in your own training loop.

@@ -9,9 +9,6 @@ narrative, parameters and figures.
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,51 +17,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-import ibutils
-from ibutils import data, gradients, infoplane, mi, results, train
-from ibutils.progress import collected, parallel, phase, timed_call
-
-
-
-def _resolve_workers(workers: int | None) -> int:
-    """`workers` as a count: None means one per CPU core this process may run on, or 1 on a GPU."""
-    if workers is None:
-        if ibutils.default_device().type != "cpu":
-            return 1
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    return workers
-
-
-_ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
-def _in_processes(fn, calls: Sequence[tuple[tuple, dict]], workers: int) -> list:
-    """`[fn(*args, **kwargs) for args, kwargs in calls]`, spread over up to `workers` spawned
-    processes (a fresh interpreter each: no forked torch state), each on one CPU thread; in
-    this process when one worker or one call."""
-    if workers == 1 or len(calls) <= 1:
-        return [fn(*args, **kwargs) for args, kwargs in calls]
-    # one thread per worker for NumPy's BLAS too (MNIST's large products would otherwise take
-    # both cores in each worker); BLAS reads these when a worker imports NumPy, so they go into
-    # the environment the workers inherit
-    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
-    os.environ.update(_ONE_THREAD)
-    try:
-        spawn = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(min(workers, len(calls)), mp_context=spawn) as pool, \
-                parallel() as splits:  # the time split of the workers' work
-            futures = [pool.submit(timed_call, fn, *args, **{**kwargs, "threads": 1}) for args, kwargs in calls]
-            values, worker_splits = zip(*[future.result() for future in futures])
-            splits.extend(worker_splits)
-            return list(values)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+from ibutils import cluster, data, gradients, infoplane, mi, results, train
+from ibutils.progress import phase
 
 
 def _checkpoint_args(entry, part, every: float | None) -> dict:
@@ -75,6 +29,18 @@ def _checkpoint_args(entry, part, every: float | None) -> dict:
 def _checkpointing(checkpoint: str | None, every: float) -> dict:
     """`train.train`'s checkpoint arguments for a unit given a checkpoint file name in the run cache."""
     return {} if checkpoint is None else {"checkpoint": results.cache_dir() / checkpoint, "checkpoint_every": every}
+
+
+def _remove_checkpoints(runner: cluster.Runner, entry) -> None:
+    """Remove the checkpoints of the value cached at `entry` (once it is saved) from this machine's
+    run cache and from each worker's of an existing cluster."""
+    results.remove_checkpoints(entry)
+    runner.on_workers(_remove_local_checkpoints, entry.name)
+
+
+def _remove_local_checkpoints(entry_name: str) -> None:
+    """On a worker: remove the checkpoints of the entry `entry_name` from its own run cache."""
+    results.remove_checkpoints(results.cache_dir() / entry_name)
 
 
 @dataclass
@@ -119,20 +85,18 @@ class TishbyNetResult:
 
     @classmethod
     def compute(cls, config: train.TrainConfig, seeds: Sequence[int], train_fraction: float,
-                binning: infoplane.Binning, gradient_stats: str | None, data_path, progress: bool,
-                threads: int | None = None, checkpoint: str | None = None,
+                binning: infoplane.Binning, gradient_stats: str | None, dataset: tuple[np.ndarray, np.ndarray],
+                progress: bool, checkpoint: str | None = None,
                 checkpoint_every: float = train.CHECKPOINT_EVERY_S) -> "TishbyNetResult":
-        """`tishby_net` for one group of seeds, in this process and without the cache.
+        """`tishby_net` for one group of seeds, in this process and without the cache: a unit of
+        `tishby_nets` (`cluster.Runner`), a pure function of its arguments.
 
-        `threads` sets torch's CPU threads for the whole computation (training alone always
-        uses one); a worker process of `tishby_net` passes 1. `checkpoint` names a file in this
+        `dataset` is the 12-bit task `(x, y)` of `data.tishby`. `checkpoint` names a file in this
         machine's run cache (`results.cache_dir()`) that the training saves its state in every
         `checkpoint_every` seconds and resumes from (`train.train`); the result does not depend
         on whether it did.
         """
-        if threads is not None:
-            torch.set_num_threads(threads)
-        x, y = data.tishby(data_path)
+        x, y = dataset
         train_idx, test_idx = data.train_test_split(len(x), seeds, train_fraction)
         recorder = gradients.Recorder(gradient_stats) if gradient_stats is not None else None
         hooks = {"on_batch": [recorder.on_batch], "on_snapshot": [recorder.on_snapshot]} if recorder else {}
@@ -166,7 +130,7 @@ class TishbyNetResult:
 
 def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fraction: float = 0.8,
                binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
-               data_path=None, progress: bool = True, workers: int | None = 1,
+               data_path=None, progress: bool = True, workers: int | None = 1, scheduler: str | None = None,
                checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> TishbyNetResult:
     """Train `config` for every seed on its random `train_fraction` split of the 12-bit task
     and bin every layer at every snapshot on all 4096 patterns (Saxe et al. Fig. 1A/B, 5, 7).
@@ -175,39 +139,53 @@ def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fractio
     `gradient_stats`, "minibatch" or "sample", also records every layer's gradient statistics
     at the snapshot epochs (`gradients.Recorder`, SPEC 2.6; Fig. 20) into the result's
     `gradient_stats`. `workers` > 1 splits the seeds into that many groups, each trained and
-    binned in its own process (see `tishby_nets`). `checkpoint_every` is the seconds of training
-    between checkpoints (see `tishby_nets`).
+    binned in its own process; `scheduler` runs them on a Dask cluster (see `tishby_nets`).
+    `checkpoint_every` is the seconds of training between checkpoints (see `tishby_nets`).
     """
     return tishby_nets({"": config}, seeds, train_fraction=train_fraction, binning=binning,
                        gradient_stats=gradient_stats, data_path=data_path, progress=progress, workers=workers,
-                       checkpoint_every=checkpoint_every)[""]
+                       scheduler=scheduler, checkpoint_every=checkpoint_every)[""]
 
 
 def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
                 binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
-                data_path=None, progress: bool = True, workers: int | None = 1,
+                data_path=None, progress: bool = True, workers: int | None = 1, scheduler: str | None = None,
                 checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> dict[str, TishbyNetResult]:
     """`tishby_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
     cached on its own as `tishby_net` caches it; returns the results under the same names.
 
-    `workers` > 1 shares the configurations that are not cached among that many processes, each
-    on one CPU thread: whole configurations when there are at least as many as workers (one
-    ensemble per process is the fastest way to use the cores), else each configuration's seeds
-    split into groups. The results are the same as one worker's, bit for bit; the progress bars
-    are then shown only by the book's executor. None means one worker per CPU core this process
-    may run on, or 1 when a GPU is present. `binning` None is the paper's rule for each
-    configuration's activation.
+    `workers` > 1 shares the configurations that are not cached among that many worker processes
+    of a local Dask cluster, each on one CPU thread: whole configurations when there are at least
+    as many as workers (one ensemble per process is the fastest way to use the cores), else each
+    configuration's seeds split into groups. The results are the same as one worker's, bit for
+    bit, however the seeds are grouped and whichever worker trains a group; the progress bars are
+    then shown only by the book's executor (`Runner.shows_bars`). None means one worker per CPU core this process may run on, or 1 when a GPU
+    is present. `binning` None is the paper's rule for each configuration's activation.
+
+    `scheduler` (or `$IBUTILS_SCHEDULER`), a Dask scheduler address such as 'tcp://host:8786',
+    sends the groups to that cluster instead (`ibutils.cluster`); `workers` None then means one
+    group per worker thread of the cluster. The data travel with the groups; the results come back
+    here, and only this process writes the run cache.
 
     Interrupted runs resume: each group of seeds saves its training state every `checkpoint_every`
     seconds (None: never) beside its cache entry (`results.checkpoint_name`), and a call after
     Ctrl-C or a kill continues each group from its last checkpoint, with the same results bit for
     bit; the checkpoints are removed once the entry is saved. A group resumes only when the seeds
-    are grouped as before (the same `workers`); otherwise it starts over, with the same results.
+    are grouped as before (the same `workers`) and on the machine that trained it (a worker keeps
+    its checkpoints in its own run cache); otherwise it starts over, with the same results.
     """
+    with cluster.Runner(workers, scheduler) as runner:
+        return _tishby_nets(runner, configs, seeds, train_fraction, binning, gradient_stats, data_path, progress,
+                            checkpoint_every)
+
+
+def _tishby_nets(runner: cluster.Runner, configs: Mapping[str, train.TrainConfig], seeds: Sequence[int],
+                 train_fraction: float, binning: infoplane.Binning | None, gradient_stats: str | None, data_path,
+                 progress: bool, checkpoint_every: float | None) -> dict[str, TishbyNetResult]:
+    """`tishby_nets`, its units run by `runner`."""
     seeds = [int(s) for s in seeds]
     if gradient_stats is not None and gradient_stats not in gradients.MODES:
         raise ValueError(f"gradient_stats must be None or one of {gradients.MODES}, got {gradient_stats!r}")
-    workers = _resolve_workers(workers)
     settings = {name: (config, binning or infoplane.paper_binning(config.activation)) for name, config in configs.items()}
     modules = (data, train, infoplane, mi) + ((gradients,) if gradient_stats is not None else ())
 
@@ -221,17 +199,19 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     paths = {name: results.cache_path("tishby_net", key(name), modules) for name in configs}
     done = {name: results.load_cached(path) for name, path in paths.items()}
     todo = [name for name, value in done.items() if value is None]
-    groups = max(1, workers // max(1, len(todo)))
+    if not todo:
+        return done
+    groups = max(1, runner.workers // len(todo))
     parts = [(name, group.tolist()) for name in todo for group in np.array_split(seeds, min(groups, len(seeds)))]
-    quiet = workers > 1 and len(parts) > 1 and not collected()  # bars of several processes would interleave
-    pieces = _in_processes(TishbyNetResult.compute, [
-        ((settings[name][0], group, train_fraction, settings[name][1], gradient_stats, data_path,
-          progress and not quiet), _checkpoint_args(paths[name], group, checkpoint_every)) for name, group in parts],
-        workers)
+    bars = progress and runner.shows_bars(len(parts))
+    pieces = runner.map(TishbyNetResult.compute, [
+        ((settings[name][0], group, train_fraction, settings[name][1], gradient_stats),
+         {"progress": bars, **_checkpoint_args(paths[name], group, checkpoint_every)})
+        for name, group in parts], shared={"dataset": data.tishby(data_path)}, label="tishby_nets")
     for name in todo:
         joined = TishbyNetResult.join([piece for (owner, _), piece in zip(parts, pieces) if owner == name])
         done[name] = results.save_cached(paths[name], joined)
-        results.remove_checkpoints(paths[name])
+        _remove_checkpoints(runner, paths[name])
     return done
 
 
@@ -327,13 +307,12 @@ class EstimatorStudyResult:
         return out
 
 
-def _estimate_group(run: train.Run, settings: EstimatorSettings, data_path, progress: bool,
-                    threads: int | None = None) -> tuple[dict, float]:
-    """The planes of every estimator of `settings` for `run` (one group of seeds), and seconds taken."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+def _estimate_group(run: train.Run, settings: EstimatorSettings, dataset: tuple[np.ndarray, np.ndarray],
+                    progress: bool) -> tuple[dict, float]:
+    """The planes of every estimator of `settings` for `run` (one group of seeds) on the 12-bit
+    task `dataset` = `(x, y)`, and seconds taken: a unit of `estimator_study`."""
     started = time.time()
-    x, y = data.tishby(data_path)
+    x, y = dataset
     visit = infoplane.snapshot_subset(run.epochs, settings.snapshots)
     planes = infoplane.estimate(run, x, y, settings.estimators(run, x), visit, progress=progress)
     return planes, time.time() - started
@@ -348,42 +327,53 @@ def _join_planes(parts: Sequence[dict]) -> dict[str, infoplane.InformationPlane]
 
 def estimator_study(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
                     settings: EstimatorSettings = EstimatorSettings(), data_path=None, progress: bool = True,
-                    workers: int | None = 1) -> dict[str, EstimatorStudyResult]:
+                    workers: int | None = 1, scheduler: str | None = None) -> dict[str, EstimatorStudyResult]:
     """Train every configuration on the 12-bit task (`tishby_nets`, so runs chapter 1 already
     cached are reused) and measure the same snapshots with every estimator of `settings`
     (Saxe et al. App. B; Chelombiev et al. 2019; Lorenzen et al. 2022).
 
-    The estimates of each configuration are cached on their own. `workers` as in `tishby_nets`;
-    the estimators' work is split into one group of seeds per worker and configuration.
+    The estimates of each configuration are cached on their own. `workers` and `scheduler` as in
+    `tishby_nets`; the estimators' work is split into one group of seeds per worker and configuration.
     """
     seeds = [int(s) for s in seeds]
-    workers = _resolve_workers(workers)
-    nets = tishby_nets(configs, seeds, train_fraction=train_fraction, data_path=data_path, progress=progress,
-                       workers=workers)
+    with cluster.Runner(workers, scheduler) as runner:
+        nets = _tishby_nets(runner, configs, seeds, train_fraction, None, None, data_path, progress,
+                            train.CHECKPOINT_EVERY_S)
+        estimates = _estimates(runner, configs, seeds, nets, train_fraction, settings, data_path, progress)
+    studies = {}
+    for name, net in nets.items():
+        visit = infoplane.snapshot_subset(net.run.epochs, settings.snapshots)
+        paper = replace(net.plane, epochs=net.plane.epochs[visit], i_xt=net.plane.i_xt[:, visit],
+                        i_ty=net.plane.i_ty[:, visit], hist=None, hist_edges=None)
+        studies[name] = EstimatorStudyResult(net, visit, {"paper": paper, **estimates[name]["planes"]},
+                                             {"estimating": estimates[name]["seconds"], **net.seconds})
+    return studies
+
+
+def _estimates(runner: cluster.Runner, configs: Mapping[str, train.TrainConfig], seeds: list[int],
+               nets: Mapping[str, TishbyNetResult], train_fraction: float, settings: EstimatorSettings, data_path,
+               progress: bool) -> dict[str, dict]:
+    """`estimator_study`'s cached estimates of each configuration (`{"planes", "seconds"}`), the
+    missing ones computed by `runner`."""
     modules = (data, train, infoplane, mi, sys.modules[__name__])
     paths = {name: results.cache_path("estimator_study", {
         "config": asdict(config), "seeds": seeds, "train_fraction": train_fraction, "settings": asdict(settings)},
         modules) for name, config in configs.items()}
     done = {name: results.load_cached(path) for name, path in paths.items()}
     todo = [name for name, value in done.items() if value is None]
+    if not todo:
+        return done
     parts = [(name, group.tolist()) for name in todo
-             for group in np.array_split(np.arange(len(seeds)), min(workers, len(seeds)))]
-    quiet = workers > 1 and len(parts) > 1 and not collected()
-    pieces = _in_processes(_estimate_group, [
-        ((nets[name].run.select(group), settings, data_path, progress and not quiet), {}) for name, group in parts],
-        workers)
+             for group in np.array_split(np.arange(len(seeds)), min(runner.workers, len(seeds)))]
+    bars = progress and runner.shows_bars(len(parts))
+    pieces = runner.map(_estimate_group, [
+        ((nets[name].run.select(group), settings), {"progress": bars}) for name, group in parts],
+        shared={"dataset": data.tishby(data_path)}, label="estimator_study")
     for name in todo:
         mine = [piece for (owner, _), piece in zip(parts, pieces) if owner == name]
         planes = _join_planes([p for p, _ in mine])
         done[name] = results.save_cached(paths[name], {"planes": planes, "seconds": round(max(t for _, t in mine), 2)})
-    studies = {}
-    for name, net in nets.items():
-        visit = infoplane.snapshot_subset(net.run.epochs, settings.snapshots)
-        paper = replace(net.plane, epochs=net.plane.epochs[visit], i_xt=net.plane.i_xt[:, visit],
-                        i_ty=net.plane.i_ty[:, visit], hist=None, hist_edges=None)
-        studies[name] = EstimatorStudyResult(net, visit, {"paper": paper, **done[name]["planes"]},
-                                             {"estimating": done[name]["seconds"], **net.seconds})
-    return studies
+    return done
 
 
 def verdict_matrix(studies: Mapping[str, EstimatorStudyResult], columns: Sequence[str]) -> dict:
@@ -510,7 +500,7 @@ class MnistNetResult:
 
 def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None = None, samples: int = 10_000,
               noise_var: float = 0.1, sensitivity: Sequence[float] = (), bin_width: float = 0.5,
-              data_path=None, progress: bool = True,
+              data_path=None, progress: bool = True, scheduler: str | None = None,
               checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
     """Train one MNIST network and estimate every layer's information at every snapshot
     (Saxe et al. Fig. 1C-D, 9, 10; SPEC E3).
@@ -519,26 +509,28 @@ def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None =
     `n_train` training images (None: all 60,000; else a seeded random subset) and is measured on
     `samples` test images (10,000: all of them; else a seeded subset): KDE bounds at `noise_var`
     and at each variance in `sensitivity` (from the same activations), floor binning of width
-    `bin_width`, and per-minibatch gradient statistics. Uses CUDA when present. Training saves a
-    checkpoint every `checkpoint_every` seconds (None: never) and an interrupted call resumes
-    from it (see `mnist_nets`).
+    `bin_width`, and per-minibatch gradient statistics. Uses CUDA when present (on a Dask cluster,
+    `scheduler`: where the worker has it). Training saves a checkpoint every `checkpoint_every`
+    seconds (None: never) and an interrupted call resumes from it (see `mnist_nets`).
     """
     return mnist_nets({"": config}, seed, n_train=n_train, samples=samples, noise_var=noise_var,
                       sensitivity=sensitivity, bin_width=bin_width, data_path=data_path, progress=progress,
-                      checkpoint_every=checkpoint_every)[""]
+                      scheduler=scheduler, checkpoint_every=checkpoint_every)[""]
 
 
 def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_train: int | None = None,
                samples: int = 10_000, noise_var: float = 0.1, sensitivity: Sequence[float] = (),
                bin_width: float = 0.5, data_path=None, progress: bool = True,
-               workers: int | None = 1,
+               workers: int | None = 1, scheduler: str | None = None,
                checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> dict[str, MnistNetResult]:
     """`mnist_net` for every configuration of `configs` (e.g. {"tanh": ..., "relu": ...}), each
     cached on its own; returns the results under the same names.
 
-    `workers` > 1 trains the configurations that are not cached side by side, one spawned
-    process each, on one CPU thread each (progress bars are then shown only by the book's
-    executor). None means one worker per CPU core, or 1 when a GPU is present. A worker's
+    `workers` > 1 trains the configurations that are not cached side by side, one worker process
+    of a local Dask cluster each, on one CPU thread each (progress bars are then shown only by the book's executor). None
+    means one worker per CPU core, or 1 when a GPU is present. `scheduler` (or
+    `$IBUTILS_SCHEDULER`) trains them on that Dask cluster instead, each on CUDA where its worker
+    has it (`ibutils.cluster`); MNIST travels to the workers by value (55 MB, uint8). A worker's
     results equal this process's up to rounding: NumPy's BLAS splits the large products
     differently on one thread.
 
@@ -548,7 +540,7 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     same setting (a checkpoint made in a worker process resumes only in one, as their rounding
     differs). The checkpoint is removed once the entry is saved.
     """
-    seed, workers = int(seed), _resolve_workers(workers)
+    seed = int(seed)
     train_images, test_images = data.MNIST_SHAPES["train-images-idx3-ubyte"][0], data.MNIST_SHAPES["t10k-images-idx3-ubyte"][0]
     n_train = train_images if n_train is None else int(n_train)
     if not 0 < n_train <= train_images:
@@ -565,25 +557,28 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     paths = {name: results.cache_path("mnist_net", key(config), modules) for name, config in configs.items()}
     done = {name: results.load_cached(path) for name, path in paths.items()}
     todo = [name for name, value in done.items() if value is None]
-    quiet = workers > 1 and len(todo) > 1 and not collected()
-    computed = _in_processes(_mnist_net, [
-        ((configs[name], seed, n_train, int(samples), noise_vars, bin_width, data_path, progress and not quiet),
-         _checkpoint_args(paths[name], {"worker process": quiet}, checkpoint_every)) for name in todo], workers)
-    for name, value in zip(todo, computed):
-        done[name] = results.save_cached(paths[name], value)
-        results.remove_checkpoints(paths[name])
+    if not todo:
+        return done
+    with cluster.Runner(workers, scheduler) as runner:
+        remote = runner.remote(len(todo))  # then another rounding (see above)
+        computed = runner.map(_mnist_net, [
+            ((configs[name], seed, n_train, int(samples), noise_vars, bin_width),
+             {"progress": progress and runner.shows_bars(len(todo)),
+              **_checkpoint_args(paths[name], {"worker process": remote}, checkpoint_every)}) for name in todo],
+            shared={"raw": data.mnist_raw(data_path)}, label="mnist_nets")
+        for name, value in zip(todo, computed):
+            done[name] = results.save_cached(paths[name], value)
+            _remove_checkpoints(runner, paths[name])
     return done
 
 
 def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int, noise_vars: tuple[float, ...],
-               bin_width: float, data_path, progress: bool, threads: int | None = None,
-               checkpoint: str | None = None, checkpoint_every: float = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
-    """`mnist_net` in this process, without the cache (`threads`: torch's CPU threads, if given;
-    `checkpoint`, `checkpoint_every` as for `TishbyNetResult.compute`)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+               bin_width: float, raw: tuple[np.ndarray, ...], progress: bool, checkpoint: str | None = None,
+               checkpoint_every: float = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
+    """`mnist_net` in this process, without the cache: a unit of `mnist_nets`, on MNIST as
+    `data.mnist_raw` gives it (`checkpoint`, `checkpoint_every` as for `TishbyNetResult.compute`)."""
     started = time.time()
-    x_train, y_train, x_test, y_test = data.mnist(data_path)
+    x_train, y_train, x_test, y_test = data.mnist_from_raw(raw)
     rng = np.random.default_rng([seed, 784])
     train_rows = np.sort(rng.permutation(len(x_train))[:n_train])
     mi_rows = np.sort(rng.permutation(len(x_test))[:samples])

@@ -15,6 +15,8 @@
   it, and the reproducibility box shows it. Where worker processes do the work (`timed_call` in
   each, `parallel` around them), the section's wall time splits as the workers' time did.
   `time_figure_rendering()` counts the rendering of every matplotlib figure as plotting.
+- `note(message)`: one line for the person running (a Dask dashboard's address, units done): on
+  the executor's terminal under the executor (never in the notebook), else on stderr.
 
 This module imports nothing from ibutils: every other module may use it.
 """
@@ -26,6 +28,7 @@ import itertools
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -129,6 +132,16 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
 
     options = {} if show else {"disable": True}  # not disable=False: it would override TQDM_DISABLE
     return tqdm(iterable, total=total, desc=desc, unit=unit, mininterval=1.0, **options)
+
+
+def note(message: str) -> None:
+    """Tell the person running something in one line, `ibutils: <message>`: through the channel to
+    the executor's terminal when `collected()`, else on stderr."""
+    message = " ".join(message.split())
+    if collected():
+        _channel.emit({"note": message})
+    else:
+        print(f"ibutils: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- the phases
@@ -257,7 +270,7 @@ class Monitor:
     `monitor.env` in its environment. A thread reads the new lines every `tick` seconds and
     shows one status line: elapsed time, the phases open, and the bars running (their names,
     done / total with a bar, rate, time left; several bars at once are summed, their time left
-    is the longest). On a terminal (`stream.isatty()`) the line is redrawn in place and erased
+    is the longest). Notes (`note`) are printed as lines of their own, as they come. On a terminal (`stream.isatty()`) the line is redrawn in place and erased
     at the end; otherwise (a log, CI) it is printed as a new line every `every` seconds. With
     `stream` None, the reports are discarded (the channel is os.devnull).
     """
@@ -267,6 +280,7 @@ class Monitor:
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.bars: dict[tuple[int, int], dict] = {}
         self.phases: dict[int, str | None] = {}
+        self.notes: list[str] = []  # received, not yet printed
         self.started = time.time()
         self.path: str | None = None
         self._offset, self._rest = 0, b""
@@ -295,6 +309,7 @@ class Monitor:
         self._stop.set()
         self._thread.join()
         self.read()
+        self._print_notes()
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
@@ -323,6 +338,8 @@ class Monitor:
                 continue
             if "phase" in event:
                 self.phases[event["pid"]] = event["phase"]
+            elif "note" in event:
+                self.notes.append(event["note"])
             elif "bar" in event:
                 self.bars[event["pid"], event["bar"]] = event
 
@@ -335,7 +352,19 @@ class Monitor:
             parts.append(_bars_text(running, graph))
         return "  ".join(parts)
 
+    def _print_notes(self) -> None:
+        """Print the notes received, each on its own line above the status line (which the next
+        `show` draws again)."""
+        if not self.notes:
+            return
+        erase = "\r" + " " * self._width + "\r" if self.tty and self._width else ""
+        self.stream.write(erase + "".join(f"  ibutils: {text}\n" for text in self.notes))
+        self.stream.flush()
+        self.notes.clear()
+        self._shown, self._width = "", 0
+
     def show(self) -> None:
+        self._print_notes()
         text = self.status()
         if not text:
             return

@@ -158,6 +158,21 @@ def test_monitor_prints_lines_when_not_a_terminal():
     assert not os.path.exists(monitor.path)  # the channel file is removed afterwards
 
 
+def test_notes_reach_the_terminal_of_the_executor_not_the_notebook(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(progress.CHANNEL, raising=False)
+    progress.note("relu: 2/4   units done")
+    assert capsys.readouterr().err == "ibutils: relu: 2/4 units done\n"
+    out = io.StringIO()
+    with progress.Monitor(out, every=0.0, tick=0.05) as monitor:
+        monkeypatch.setenv(progress.CHANNEL, monitor.path)
+        progress.note("dashboard http://127.0.0.1:8787/status")
+        progress.note("relu: 4/4 units done")
+        time.sleep(0.3)
+    assert capsys.readouterr().err == ""
+    assert out.getvalue().splitlines() == ["  ibutils: dashboard http://127.0.0.1:8787/status",
+                                           "  ibutils: relu: 4/4 units done"]
+
+
 def test_monitor_without_stream_discards():
     with progress.Monitor(None) as monitor:
         assert monitor.env == {progress.CHANNEL: os.devnull}

@@ -106,7 +106,7 @@ def test_interrupted_mnist_net_resumes_bit_for_bit(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path))
     config = train.TrainConfig(hidden=(16, 8), epochs=6, batch_size=64, optimizer="sgd", lr=0.05, init="glorot",
                                snapshots=4)
-    args = (config, 3, 512, 200, (0.1, 1.0), 0.5, None, False)
+    args = (config, 3, 512, 200, (0.1, 1.0), 0.5, data.mnist_raw(), False)
     reference = experiments._mnist_net(*args)
     for step in (20, 12):  # 8 minibatches an epoch (and 8 for the initial network's statistics when fresh)
         with monkeypatch.context() as patch:
