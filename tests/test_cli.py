@@ -47,8 +47,11 @@ started = time.time()
 x = np.random.default_rng(0).integers(0, 2, (256, 12)).astype(np.float32)
 y = (x.sum(1) > 6).astype(np.int64)
 rows = np.stack([np.arange(200)] * 2)
+# each snapshot pauses longer than a bar's report interval (0.5 s) and the monitor's tick (0.25 s),
+# so that a report between the first and the last is on screen however fast the machine trains
+pause = [lambda epoch, activations: time.sleep(0.6)]
 run = train.train(x, y, rows, rows[:, :50] + 200, train.TrainConfig(hidden=(8,), epochs=EPOCHS, batch_size=64,
-                  snapshots=5), seeds=[0, 1])
+                  snapshots=5), seeds=[0, 1], on_snapshot=pause)
 claims = [results.check("learns", "final training accuracy", run.train_acc[-1].mean(), 0.5),
           results.check("impossible", "an accuracy above one", run.train_acc[-1].mean(), 1.5)]
 results.write("training", profile, {"epochs": EPOCHS}, claims, {}, results.provenance(started))
