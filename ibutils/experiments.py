@@ -159,8 +159,9 @@ def tishby_nets(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], 
     as many as workers (one ensemble per process is the fastest way to use the cores), else each
     configuration's seeds split into groups. The results are the same as one worker's, bit for
     bit, however the seeds are grouped and whichever worker trains a group; the progress bars are
-    then shown only by the book's executor (`Runner.shows_bars`). None means one worker per CPU core this process may run on, or 1 when a GPU
-    is present. `binning` None is the paper's rule for each configuration's activation.
+    then shown only by the book's executor (`Runner.shows_bars`). None means one worker per CPU
+    core this process may run on, or 1 when a GPU is present. `binning` None is the paper's rule
+    for each configuration's activation.
 
     `scheduler` (or `$IBUTILS_SCHEDULER`), a Dask scheduler address such as 'tcp://host:8786',
     sends the groups to that cluster instead (`ibutils.cluster`); `workers` None then means one
@@ -527,12 +528,12 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     cached on its own; returns the results under the same names.
 
     `workers` > 1 trains the configurations that are not cached side by side, one worker process
-    of a local Dask cluster each, on one CPU thread each (progress bars are then shown only by the book's executor). None
-    means one worker per CPU core, or 1 when a GPU is present. `scheduler` (or
-    `$IBUTILS_SCHEDULER`) trains them on that Dask cluster instead, each on CUDA where its worker
-    has it (`ibutils.cluster`); MNIST travels to the workers by value (55 MB, uint8). A worker's
-    results equal this process's up to rounding: NumPy's BLAS splits the large products
-    differently on one thread.
+    of a local Dask cluster each, on one CPU thread each (progress bars are then shown only by
+    the book's executor). None means one worker per CPU core, or 1 when a GPU is present.
+    `scheduler` (or `$IBUTILS_SCHEDULER`) trains them on that Dask cluster instead, each on CUDA
+    where its worker has it (`ibutils.cluster`); MNIST travels to the workers by value (55 MB,
+    uint8). A worker's results equal this process's up to rounding: NumPy's BLAS splits the
+    large products differently on one thread.
 
     Each network saves its training state (with the estimates made so far) every
     `checkpoint_every` seconds (None: never) beside its cache entry; a call after Ctrl-C or a

@@ -270,9 +270,10 @@ class Monitor:
     `monitor.env` in its environment. A thread reads the new lines every `tick` seconds and
     shows one status line: elapsed time, the phases open, and the bars running (their names,
     done / total with a bar, rate, time left; several bars at once are summed, their time left
-    is the longest). Notes (`note`) are printed as lines of their own, as they come. On a terminal (`stream.isatty()`) the line is redrawn in place and erased
-    at the end; otherwise (a log, CI) it is printed as a new line every `every` seconds. With
-    `stream` None, the reports are discarded (the channel is os.devnull).
+    is the longest). Notes (`note`) are printed as lines of their own, as they come. On a
+    terminal (`stream.isatty()`) the line is redrawn in place and erased at the end; otherwise
+    (a log, CI) it is printed as a new line every `every` seconds. With `stream` None, the
+    reports are discarded (the channel is os.devnull).
     """
 
     def __init__(self, stream: TextIO | None, every: float = 15.0, tick: float = 0.25):

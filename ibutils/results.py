@@ -35,8 +35,7 @@ import numpy as np
 import torch
 
 import ibutils
-from ibutils import store
-from ibutils import progress
+from ibutils import progress, store
 
 _COMPARISONS = {">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less}
 
