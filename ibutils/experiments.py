@@ -9,15 +9,16 @@ narrative, parameters and figures.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Mapping, Sequence
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ibutils import cluster, data, gradients, infoplane, mi, results, train
+from ibutils import cluster, data, gaussian, gradients, infoplane, linear, mi, results, train
 from ibutils.progress import phase
 
 
@@ -597,3 +598,74 @@ def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int,
     seconds = {"total": round(time.time() - started, 2)}
     return MnistNetResult(run, infoplane.layer_names(run.sizes), planes, bin_width, binned_i_xt,
                           binned_i_ty, recorder.trajectory(), n_train, mi_rows, seconds)
+
+
+# --- deep linear students side by side (Saxe et al. Fig. 3, 4, 6, 18, 21; SPEC E4, E5) -----------
+
+_SET_HERE = ("progress", "threads")  # train_students arguments that linear_students sets itself
+
+
+def linear_students(jobs: Mapping[Hashable, Mapping], *, workers: int | None = 1, scheduler: str | None = None,
+                    progress: bool = True) -> dict[Hashable, linear.LinearRun]:
+    """`linear.train_students(**job)` for every job of `jobs`, each cached on its own; returns
+    the `LinearRun`s under the same keys, in the same order.
+
+    A job is the keyword arguments of `train_students`, `teacher` and `n_train` included (e.g.
+    one of `linear.sweep_jobs`), but not `progress` or `threads`: each job trains on one CPU
+    thread. Its cache key is every argument (defaults included) and the source of the modules
+    that compute it. `workers` > 1 trains the jobs that are not cached side by side, one per
+    worker process of a local Dask cluster, the longest first (`_students_cost`); each seed's run
+    depends only on its seed and settings, so the runs are the same, bit for bit, as in this
+    process. None means one worker per CPU core. `scheduler`: as in `tishby_nets`.
+    """
+    if not isinstance(jobs, Mapping):
+        raise ValueError(f"jobs must be a mapping of names to train_students keyword arguments, got {type(jobs).__name__}")
+    bound = {name: _bind_students(name, job) for name, job in jobs.items()}
+    modules = (linear, gaussian, gradients)
+    paths = {name: results.cache_path("linear_students", _students_key(args), modules) for name, args in bound.items()}
+    done = {name: results.load_cached(path) for name, path in paths.items()}
+    todo = sorted((name for name, value in done.items() if value is None), key=lambda n: -_students_cost(bound[n]))
+    if not todo:
+        return done
+    with cluster.Runner(workers, scheduler) as runner:
+        bars = progress and runner.shows_bars(len(todo))
+        computed = runner.map(linear.train_students, [((), {**bound[name], "progress": bars}) for name in todo],
+                              label="linear_students")
+    for name, run in zip(todo, computed):
+        done[name] = results.save_cached(paths[name], run)
+    return done
+
+
+def _bind_students(name: Hashable, job: Mapping) -> dict:
+    """`job` with `train_students`' defaults filled in, checked against its signature."""
+    if not isinstance(job, Mapping):
+        raise ValueError(f"jobs[{name!r}] must be a mapping of train_students keyword arguments, got {type(job).__name__}")
+    if not isinstance(job.get("teacher"), linear.Teacher) or "n_train" not in job:
+        raise ValueError(f"jobs[{name!r}] must give a linear.Teacher as 'teacher' and 'n_train', got {sorted(job)}")
+    extra = [key for key in job if key in _SET_HERE]
+    if extra:
+        raise ValueError(f"jobs[{name!r}] must not set {extra}: linear_students sets them (one thread per job)")
+    try:
+        arguments = inspect.signature(linear.train_students).bind(**job)
+    except TypeError as exc:
+        raise ValueError(f"jobs[{name!r}]: {exc} (expected train_students keyword arguments)") from None
+    arguments.apply_defaults()
+    return {key: value for key, value in arguments.arguments.items() if key not in _SET_HERE}
+
+
+def _students_key(args: dict) -> dict:
+    """The cache key of a bound job: JSON-able (sequences as lists, dtype and device as text)."""
+    plain = lambda value: list(value) if isinstance(value, (range, tuple)) else value
+    return {**{key: plain(value) for key, value in args.items()}, "teacher": asdict(args["teacher"]),
+            "dtype": str(args["dtype"]), "device": str(args["device"])}
+
+
+def _students_cost(args: dict) -> float:
+    """A job's rough cost in seconds on one core: a fixed cost per step, one per weight per step
+    and seed, and one per snapshot and seed (measured on the book's jobs; only their order is used)."""
+    teacher, seeds = args["teacher"], len(args["seeds"])
+    sizes = (teacher.n_in, *args["hidden"], teacher.n_out)
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    batch = args["batch_size"]
+    steps = args["epochs"] * (1 if batch is None else args["n_train"] // batch)
+    return steps * (15e-6 + 0.5e-9 * seeds * weights) + args["n_snapshots"] * seeds * 1.2e-3

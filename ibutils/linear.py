@@ -689,6 +689,24 @@ def train_students(
     )
 
 
+def sweep_jobs(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 100, sigma_w: float = 1.0,
+               **train_kwargs) -> dict[tuple[int, float], dict]:
+    """The runs of `sweep` as `train_students` keyword arguments, `{(P, SNR): job}`, to train
+    elsewhere (e.g. side by side with `ibutils.experiments.linear_students`).
+
+    Each job is `train_kwargs` with `teacher=Teacher(n_in, snr=SNR, sigma_w=sigma_w)` and
+    `n_train=P`, in the order of the grid (SNR outer, P inner).
+    """
+    n_trains, snrs = list(n_trains), list(snrs)
+    if not n_trains or not snrs:
+        raise ValueError(f"n_trains and snrs must be non-empty, got {n_trains!r} and {snrs!r}")
+    own = [key for key in ("teacher", "n_train") if key in train_kwargs]
+    if own:
+        raise ValueError(f"train_kwargs must not give {own}: the sweep sets {own} itself (n_trains, snrs)")
+    return {(p, snr): {"teacher": Teacher(n_in=n_in, snr=snr, sigma_w=sigma_w), "n_train": p, **train_kwargs}
+            for snr in snrs for p in n_trains}
+
+
 def sweep(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 100, sigma_w: float = 1.0,
           progress: bool = True, **train_kwargs) -> dict[tuple[int, float], LinearRun]:
     """Train students for every number of examples P in `n_trains` and teacher SNR in `snrs`.
@@ -699,15 +717,9 @@ def sweep(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 100, si
     Returns:
         {(P, SNR): LinearRun}, in the order of the grid (SNR outer, P inner).
     """
-    n_trains, snrs = list(n_trains), list(snrs)
-    if not n_trains or not snrs:
-        raise ValueError(f"n_trains and snrs must be non-empty, got {n_trains!r} and {snrs!r}")
-    grid = [(p, snr) for snr in snrs for p in n_trains]
-    runs = {}
-    for p, snr in progress_bar(grid, desc="P x SNR sweep", unit="run", show=progress):
-        teacher = Teacher(n_in=n_in, snr=snr, sigma_w=sigma_w)
-        runs[(p, snr)] = train_students(teacher, p, progress=False, **train_kwargs)
-    return runs
+    jobs = sweep_jobs(n_trains, snrs, n_in=n_in, sigma_w=sigma_w, **train_kwargs)
+    return {key: train_students(**job, progress=False)
+            for key, job in progress_bar(jobs.items(), desc="P x SNR sweep", unit="run", show=progress)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Closed forms and exact cases first; then independent routes (joint-covariance de
 NumPy, Monte-Carlo from samples) so that no test just re-evaluates the module's own formula.
 """
 
+import functools
 import math
 
 import matplotlib
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibutils import gradients, infoplane, mi
+from ibutils import experiments, gradients, infoplane, linear, mi
 from ibutils.linear import (
     Teacher,
     _rng,
@@ -30,8 +31,10 @@ from ibutils.linear import (
     subspace_information,
     sweep,
     sweep_frame,
+    sweep_jobs,
     train_students,
 )
+from test_cache import assert_identical
 
 
 def half_log2det(m):
@@ -479,6 +482,10 @@ def test_series_and_overtraining():
     plt.close(fig)
 
 
+_JOB = dict(teacher=Teacher(n_in=4), n_train=8, hidden=(3,), init_std=0.1, lr=0.02, epochs=20, seeds=[0, 1],
+            n_snapshots=4)
+
+
 def test_sweep_runs_the_grid():
     kw = dict(hidden=(3,), init_std=0.1, lr=0.02, epochs=20, seeds=[0, 1], n_snapshots=4)
     runs = sweep([4, 8], [0.5, 2.0], n_in=4, progress=False, **kw)
@@ -551,8 +558,53 @@ def test_divergence_is_reported():
         (lambda: layer_gradients([torch.zeros(1, 1, 3)], torch.zeros(1, 2, 4), torch.zeros(1, 2, 1)), "x must be"),
         (lambda: layer_gradients([torch.zeros(1, 1, 3)], torch.zeros(1, 2, 3), torch.zeros(1, 3, 1)), "y must be"),
         (lambda: sweep([], [1.0], lr=0.1, epochs=2), "n_trains and snrs must be non-empty"),
+        (lambda: sweep_jobs([4], [1.0], n_train=4, lr=0.1, epochs=2), r"sets \['n_train'\] itself"),
+        (lambda: experiments.linear_students([{}]), "jobs must be a mapping"),
+        (lambda: experiments.linear_students({"a": 3}), r"jobs\['a'\] must be a mapping"),
+        (lambda: experiments.linear_students({"a": {"n_train": 4, "lr": 0.1, "epochs": 2}}), "must give a linear.Teacher"),
+        (lambda: experiments.linear_students({"a": {**_JOB, "epoch": 2}}), "unexpected keyword argument 'epoch'"),
+        (lambda: experiments.linear_students({"a": {**_JOB, "progress": False}}), r"must not set \['progress'\]"),
     ],
 )
-def test_bad_input_raises(call, match):
+def test_bad_input_raises(call, match, tmp_path, monkeypatch):
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path))
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_students_side_by_side_equal_one_process_and_are_cached(tmp_path, monkeypatch):
+    """`experiments.linear_students` on a local cluster of two worker processes gives every run bit
+    for bit as `train_students` here; a second call reads them all from the run cache."""
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("IBUTILS_SCHEDULER", raising=False)
+    settings = {key: value for key, value in _JOB.items() if key not in ("teacher", "n_train")}
+    jobs = {"sgd": {**_JOB, "batch_size": 2, "seeds": range(3)},
+            ("deep", 2): {**_JOB, "hidden": (3, 2), "seeds": [4], "gradient_stats": "sample"},
+            **{("sweep", *key): job for key, job in sweep_jobs([4, 8], [2.0], n_in=3, **settings).items()}}
+    runs = experiments.linear_students(jobs, workers=2, progress=False)
+    assert list(runs) == list(jobs)
+    for name, job in jobs.items():
+        assert_identical(runs[name], train_students(**job, progress=False), str(name))
+
+    def untrainable(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(linear, "train_students", functools.wraps(train_students)(untrainable))
+    assert_identical(experiments.linear_students(jobs, workers=2), runs)
+    with pytest.raises(AssertionError, match="trained again"):  # another setting is another entry
+        experiments.linear_students({"sgd": {**jobs["sgd"], "lr": 0.01}})
+
+
+def test_students_train_the_longest_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path))
+    order = []
+
+    @functools.wraps(train_students)
+    def recording(**job):
+        order.append(job["epochs"])
+        return train_students(**job)
+
+    monkeypatch.setattr(linear, "train_students", recording)
+    jobs = {"short": {**_JOB, "epochs": 3}, "long": {**_JOB, "epochs": 300, "batch_size": 1}}
+    assert list(experiments.linear_students(jobs, progress=False)) == ["short", "long"]
+    assert order == [300, 3]
