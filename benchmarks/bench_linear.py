@@ -8,20 +8,29 @@ for a short run; the baseline takes one autograd backward pass of the summed los
 steps per second for each, their ratio, the largest difference in the final weights, and the
 projected wall time of a Fig. 4 run (10^4 epochs). Also times batch GD (P = 400), whose steps cost
 the same for any P, and the cost of recording gradient statistics in a Fig. 21 run (1-1-1
-network, SGD with batch 1). Exits non-zero if the two disagree.
+network, SGD with batch 1), and chapter 5's grid of students trained one after the other in
+this process against `experiments.linear_students` on one worker process per core, in turn (the
+ratio includes starting the workers). Exits non-zero if the trainer and autograd disagree, or
+the students trained side by side differ from those trained here in any bit.
 """
 
 import argparse
+import itertools
+import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
+from ibutils import experiments
 from ibutils.linear import Teacher, _rng, init_students, train_students
 
-FULL = dict(seeds=10, n_in=100, hidden=100, n_train=100, epochs=300, bgd_epochs=2000, fig21_epochs=500)
-SMOKE = dict(seeds=2, n_in=10, hidden=10, n_train=20, epochs=5, bgd_epochs=50, fig21_epochs=5)
+FULL = dict(seeds=10, n_in=100, hidden=100, n_train=100, epochs=300, bgd_epochs=2000, fig21_epochs=500,
+            grid_epochs=500, rounds=2)
+SMOKE = dict(seeds=2, n_in=10, hidden=10, n_train=20, epochs=5, bgd_epochs=50, fig21_epochs=5, grid_epochs=5,
+             rounds=1)
 LR, BATCH = 0.01, 5
 
 
@@ -44,6 +53,39 @@ def autograd_baseline(teacher, n_train, hidden, epochs, seeds):
                     w -= LR * w.grad
                     w.grad = None
     return [w.detach().numpy() for w in ws]
+
+
+def chapter5_grid(size) -> dict:
+    """Chapter 5's 16 ensembles of 5 seeds (P = 1, 2, 4 and 10 times `n_in`; initial std
+    1/sqrt(fan-in) or 1e-3; SGD with batch 5 or batch GD), `grid_epochs` epochs each."""
+    teacher = Teacher(n_in=size["n_in"], n_relevant=size["n_in"] * 3 // 10)
+    return {(p, init, batch): dict(teacher=teacher, n_train=p * size["n_in"], hidden=(size["hidden"],), init_std=init,
+                                   lr=LR, epochs=size["grid_epochs"], batch_size=batch, seeds=range(5), n_snapshots=50)
+            for p, init, batch in itertools.product((1, 2, 4, 10), ("fan_in", 1e-3), (BATCH, None))}
+
+
+def side_by_side(size) -> bool:
+    """Time `chapter5_grid` in this process and with `experiments.linear_students(workers=None)`,
+    in turn for `rounds` rounds, each in an empty run cache; print the times and their ratio, and
+    return whether both give the same runs bit for bit."""
+    jobs, times, same = chapter5_grid(size), {"one process": [], "side by side": []}, True
+    for _ in range(size["rounds"]):
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["IBUTILS_CACHE_DIR"] = cache
+            start = time.perf_counter()
+            alone = {name: train_students(**job, progress=False) for name, job in jobs.items()}
+            times["one process"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            together = experiments.linear_students(jobs, workers=None, progress=False)
+            times["side by side"].append(time.perf_counter() - start)
+        same &= all(np.array_equal(alone[name].i_xt, together[name].i_xt) and all(
+            np.array_equal(a, b) for a, b in zip(alone[name].final_weights, together[name].final_weights))
+            for name in jobs)
+    one, two = (np.median(t) for t in times.values())
+    print(f"chapter 5's grid ({len(jobs)} ensembles x 5 seeds, {size['grid_epochs']} epochs), median of "
+          f"{size['rounds']} rounds: one process {one:.1f} s, side by side on {os.cpu_count()} CPUs {two:.1f} s "
+          f"(ratio {two / one:.2f}); identical: {same}")
+    return same
 
 
 def main():
@@ -89,8 +131,12 @@ def main():
         timings[mode] = time.perf_counter() - start
     print(f"Fig. 21 (1-1-1, SGD batch 1, {size['fig21_epochs']} epochs, 60 snapshots): "
           f"{timings[None]:.1f} s, with gradient statistics {timings['minibatch']:.1f} s")
+    identical = side_by_side(size)
     if diff > 1e-9:
         print("MISMATCH between the trainer and the autograd baseline", file=sys.stderr)
+        sys.exit(1)
+    if not identical:
+        print("MISMATCH between students trained side by side and in this process", file=sys.stderr)
         sys.exit(1)
 
 
