@@ -128,6 +128,22 @@ class TishbyNetResult:
         seconds = {key: max(p.seconds[key] for p in parts) for key in first.seconds}
         return cls(run, plane, seconds, stats)
 
+    def select(self, index: Sequence[int]) -> "TishbyNetResult":
+        """The result of the seeds at positions `index` (e.g. the first 20 of 50): the same
+        networks and numbers, fewer seeds. The histograms (of the first seed) are kept when
+        `index` starts with position 0, else dropped."""
+        index = [int(i) for i in index]
+        if not index or min(index) < 0 or max(index) >= len(self.run.seeds):
+            raise ValueError(f"index must list positions in [0, {len(self.run.seeds)}), got {index}")
+        plane = replace(self.plane, i_xt=self.plane.i_xt[index], i_ty=self.plane.i_ty[index],
+                        value_range=None if self.plane.value_range is None else self.plane.value_range[index])
+        if index[0] != 0:
+            plane = replace(plane, hist=None, hist_edges=None)
+        stats = self.gradient_stats
+        if stats is not None:
+            stats = replace(stats, **{f: getattr(stats, f)[index] for f in ("mean", "std", "snr", "weight_norm")})
+        return replace(self, run=self.run.select(index), plane=plane, gradient_stats=stats)
+
 
 def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fraction: float = 0.8,
                binning: infoplane.Binning | None = None, gradient_stats: str | None = None,
@@ -329,17 +345,20 @@ def _join_planes(parts: Sequence[dict]) -> dict[str, infoplane.InformationPlane]
 
 def estimator_study(configs: Mapping[str, train.TrainConfig], seeds: Sequence[int], *, train_fraction: float = 0.8,
                     settings: EstimatorSettings = EstimatorSettings(), data_path=None, progress: bool = True,
-                    workers: int | None = 1, scheduler: str | None = None) -> dict[str, EstimatorStudyResult]:
+                    workers: int | None = 1, scheduler: str | None = None,
+                    gradient_stats: str | None = None) -> dict[str, EstimatorStudyResult]:
     """Train every configuration on the 12-bit task (`tishby_nets`, so runs chapter 1 already
     cached are reused) and measure the same snapshots with every estimator of `settings`
     (Saxe et al. App. B; Chelombiev et al. 2019; Lorenzen et al. 2022).
 
     The estimates of each configuration are cached on their own. `workers` and `scheduler` as in
     `tishby_nets`; the estimators' work is split into one group of seeds per worker and configuration.
+    `gradient_stats` trains the networks with gradient statistics, as `tishby_nets` does: pass
+    what the runs to reuse were trained with (chapter 1: "minibatch"); it changes no estimate.
     """
     seeds = [int(s) for s in seeds]
     with cluster.Runner(workers, scheduler) as runner:
-        nets = _tishby_nets(runner, configs, seeds, train_fraction, None, None, data_path, progress,
+        nets = _tishby_nets(runner, configs, seeds, train_fraction, None, gradient_stats, data_path, progress,
                             train.CHECKPOINT_EVERY_S)
         estimates = _estimates(runner, configs, seeds, nets, train_fraction, settings, data_path, progress)
     studies = {}

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ibutils import cluster, data, experiments, infoplane, progress, store, train
@@ -146,6 +147,20 @@ def test_a_sweep_on_dask_processes_equals_one_process(dask_cluster, reference, t
     _assert_cache_holds_entries_only(tmp_path / "client", 2)
     assert not [p for cache in dask_cluster.caches if cache.exists() for p in cache.iterdir()]  # checkpoints removed
     assert cluster.device(dask_cluster.address).type == "cpu"
+
+
+def test_a_selection_of_seeds_is_those_seeds_trained_alone(reference, tmp_path, monkeypatch):
+    """What chapter 4 does with chapter 1's runs: the first seeds of an ensemble are the networks,
+    planes and gradient statistics of an ensemble of just those seeds."""
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path))
+    alone = experiments.tishby_nets(CONFIGS, SEEDS[:2], workers=1, checkpoint_every=None, **SWEEP)
+    for name, result in reference.items():
+        _assert_same(result.select([0, 1]), alone[name])
+        later = result.select([2])
+        assert later.run.seeds == (SEEDS[2],) and later.plane.hist is None
+        np.testing.assert_array_equal(later.gradient_stats.snr, result.gradient_stats.snr[[2]])
+        with pytest.raises(ValueError, match=r"index must list positions in \[0, 3\)"):
+            result.select([1, 3])
 
 
 def test_grouping_and_the_environment_variable(dask_cluster, reference, tmp_path, monkeypatch):

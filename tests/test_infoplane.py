@@ -235,3 +235,22 @@ def test_estimator_study_in_worker_processes_equals_one_process(tmp_path, monkey
     assert experiments.plane_label("kde_lower_0.001") == "KDE lower, σ² = 0.001"
     series = one["relu"].series()
     assert np.shape(series["kraskov"]["i_xt"]) == (6, len(one["relu"].snapshots))
+
+
+def test_estimator_study_reuses_networks_trained_with_gradient_statistics(tmp_path, monkeypatch):
+    """As chapter 6 reuses chapter 1's runs: the same `gradient_stats`, nothing trains again."""
+    from ibutils import experiments
+
+    monkeypatch.setenv("IBUTILS_CACHE_DIR", str(tmp_path))
+    configs = {"tanh": train.TrainConfig(epochs=6, snapshots=4)}
+    settings = experiments.EstimatorSettings(snapshots=2, noise_vars=(), bin_sweep=())
+    chapter1 = experiments.tishby_nets(configs, [0, 1], gradient_stats="minibatch", progress=False)
+
+    def untrainable(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(experiments.TishbyNetResult, "compute", untrainable)
+    study = experiments.estimator_study(configs, [0, 1], settings=settings, gradient_stats="minibatch", progress=False)
+    assert torch.equal(study["tanh"].net.run.params, chapter1["tanh"].run.params)
+    with pytest.raises(AssertionError, match="trained again"):  # without statistics: other runs
+        experiments.estimator_study(configs, [0, 1], settings=settings, progress=False)
