@@ -626,8 +626,8 @@ _SET_HERE = ("progress", "threads")  # train_students arguments that linear_stud
 
 def linear_students(jobs: Mapping[Hashable, Mapping], *, workers: int | None = 1, scheduler: str | None = None,
                     progress: bool = True) -> dict[Hashable, linear.LinearRun]:
-    """`linear.train_students(**job)` for every job of `jobs`, each cached on its own; returns
-    the `LinearRun`s under the same keys, in the same order.
+    """`linear.train_students` for every job of `jobs` (its keyword arguments), each cached on its
+    own; returns the runs (`linear.LinearRun`) under the same keys, in the same order.
 
     A job is the keyword arguments of `train_students`, `teacher` and `n_train` included (e.g.
     one of `linear.sweep_jobs`), but not `progress` or `threads`: each job trains on one CPU
