@@ -638,7 +638,8 @@ def linear_students(jobs: Mapping[Hashable, Mapping], *, workers: int | None = 1
     process. None means one worker per CPU core. `scheduler`: as in `tishby_nets`.
     """
     if not isinstance(jobs, Mapping):
-        raise ValueError(f"jobs must be a mapping of names to train_students keyword arguments, got {type(jobs).__name__}")
+        raise ValueError(f"jobs must be a mapping of names to train_students keyword arguments, "
+                         f"got {type(jobs).__name__}")
     bound = {name: _bind_students(name, job) for name, job in jobs.items()}
     modules = (linear, gaussian, gradients)
     paths = {name: results.cache_path("linear_students", _students_key(args), modules) for name, args in bound.items()}
@@ -658,7 +659,8 @@ def linear_students(jobs: Mapping[Hashable, Mapping], *, workers: int | None = 1
 def _bind_students(name: Hashable, job: Mapping) -> dict:
     """`job` with `train_students`' defaults filled in, checked against its signature."""
     if not isinstance(job, Mapping):
-        raise ValueError(f"jobs[{name!r}] must be a mapping of train_students keyword arguments, got {type(job).__name__}")
+        raise ValueError(f"jobs[{name!r}] must be a mapping of train_students keyword arguments, "
+                         f"got {type(job).__name__}")
     if not isinstance(job.get("teacher"), linear.Teacher) or "n_train" not in job:
         raise ValueError(f"jobs[{name!r}] must give a linear.Teacher as 'teacher' and 'n_train', got {sorted(job)}")
     extra = [key for key in job if key in _SET_HERE]

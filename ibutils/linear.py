@@ -702,7 +702,8 @@ def sweep_jobs(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 10
         raise ValueError(f"n_trains and snrs must be non-empty, got {n_trains!r} and {snrs!r}")
     own = [key for key in ("teacher", "n_train") if key in train_kwargs]
     if own:
-        raise ValueError(f"train_kwargs must not give {own}: the sweep sets {own} itself (n_trains, snrs)")
+        raise ValueError(f"train_kwargs must not give {own}: each job's teacher comes from snrs and its "
+                         f"n_train from n_trains")
     return {(p, snr): {"teacher": Teacher(n_in=n_in, snr=snr, sigma_w=sigma_w), "n_train": p, **train_kwargs}
             for snr in snrs for p in n_trains}
 
