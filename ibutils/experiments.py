@@ -110,6 +110,9 @@ class TishbyNetResult:
         stats = recorder.trajectory() if recorder else None
         return cls(run, plane, seconds, stats)
 
+    # the per-seed arrays (seeds first) of the plane and of the gradient statistics
+    _PER_SEED = {"plane": ("i_xt", "i_ty", "value_range"), "gradient_stats": ("mean", "std", "snr", "weight_norm")}
+
     @classmethod
     def join(cls, parts: Sequence["TishbyNetResult"]) -> "TishbyNetResult":
         """The results of disjoint seed groups of one configuration as one, seeds in the order of
@@ -117,16 +120,13 @@ class TishbyNetResult:
         those of the slowest part."""
         first = parts[0]
 
-        def joined(name: str, fields: Sequence[str], axis: int) -> dict:
-            return {f: np.concatenate([getattr(getattr(p, name), f) for p in parts], axis) for f in fields}
+        def joined(name: str):
+            value = getattr(first, name)
+            return None if value is None else replace(value, **{
+                f: np.concatenate([getattr(getattr(p, name), f) for p in parts], 0) for f in cls._PER_SEED[name]})
 
-        run = train.Run.join([p.run for p in parts])
-        plane = replace(first.plane, **joined("plane", ("i_xt", "i_ty", "value_range"), 0))
-        stats = first.gradient_stats
-        if stats is not None:
-            stats = replace(stats, **joined("gradient_stats", ("mean", "std", "snr", "weight_norm"), 0))
         seconds = {key: max(p.seconds[key] for p in parts) for key in first.seconds}
-        return cls(run, plane, seconds, stats)
+        return cls(train.Run.join([p.run for p in parts]), joined("plane"), seconds, joined("gradient_stats"))
 
     def select(self, index: Sequence[int]) -> "TishbyNetResult":
         """The result of the seeds at positions `index` (e.g. the first 20 of 50): the same
@@ -135,14 +135,16 @@ class TishbyNetResult:
         index = [int(i) for i in index]
         if not index or min(index) < 0 or max(index) >= len(self.run.seeds):
             raise ValueError(f"index must list positions in [0, {len(self.run.seeds)}), got {index}")
-        plane = replace(self.plane, i_xt=self.plane.i_xt[index], i_ty=self.plane.i_ty[index],
-                        value_range=None if self.plane.value_range is None else self.plane.value_range[index])
+
+        def picked(name: str):
+            value = getattr(self, name)
+            return None if value is None else replace(value, **{f: getattr(value, f)[index]
+                                                                 for f in self._PER_SEED[name]})
+
+        plane = picked("plane")
         if index[0] != 0:
             plane = replace(plane, hist=None, hist_edges=None)
-        stats = self.gradient_stats
-        if stats is not None:
-            stats = replace(stats, **{f: getattr(stats, f)[index] for f in ("mean", "std", "snr", "weight_norm")})
-        return replace(self, run=self.run.select(index), plane=plane, gradient_stats=stats)
+        return replace(self, run=self.run.select(index), plane=plane, gradient_stats=picked("gradient_stats"))
 
 
 def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fraction: float = 0.8,
