@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import sys
+import tomllib
 
 import nbformat
 import pytest
@@ -145,6 +148,22 @@ def test_notebook_bars_are_ibutils_bars(nb):
     bad = [i for i, c in enumerate(doc.cells) if c.cell_type == "code" and re.search(r"^\s*(from|import) tqdm\b",
                                                                                        c.source, re.M)]
     assert not bad, f"{nb.name}: cells {bad} import tqdm; use `from ibutils.progress import progress_bar`"
+
+
+def test_code_cells_fit_the_column():
+    """The code a reader copies from a chapter fits the site's column: ruff-formatted at the width
+    in book/ruff.toml (`ruff format book` fixes it), and no line longer than that, strings and
+    comments included (ruff leaves those to us)."""
+    config = ROOT / "book" / "ruff.toml"
+    width = tomllib.loads(config.read_text(encoding="utf-8"))["line-length"]
+    ruff = [sys.executable, "-m", "ruff", "format", "--check", "--config", str(config)]
+    done = subprocess.run([*ruff, *map(str, NOTEBOOKS)], capture_output=True, text=True)
+    assert done.returncode == 0, f"run `ruff format book`:\n{done.stdout}{done.stderr}"
+    too_long = [f"{nb.name}, cell {i}: {len(line)} characters: {line.strip()[:60]}"
+                for nb in NOTEBOOKS
+                for i, cell in enumerate(nbformat.read(nb, as_version=4).cells) if cell.cell_type == "code"
+                for line in cell.source.splitlines() if len(line) > width]
+    assert not too_long, f"code lines wider than the column ({width} characters):\n" + "\n".join(too_long)
 
 
 # Calls that open an ipywidgets Output widget in the kernel (`widgets.live` wraps `interactive`).

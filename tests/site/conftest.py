@@ -52,6 +52,7 @@ TALLY_LABELS = {
     "prev_next_links": "previous/next links checked",
     "search_hits": "search results",
     "screenshots": "screenshots saved",
+    "code_blocks": "code blocks that fit the column at 1280 px",
     "external_blocked": "requests that tried to leave 127.0.0.1",
 }
 TALLY: Counter = Counter()
