@@ -2,8 +2,8 @@
 
 Each is the textbook way to do the job, one seed or one layer at a time: an `nn.Sequential`
 with `torch.optim.Adam` per seed, its forward pass layer by layer, binning with
-`np.searchsorted` and `np.unique(axis=0)` per layer (SPEC 2.1), and the KDE estimates by NumPy
-broadcasting over all pairs at once (SPEC 2.2). All information is in bits.
+`np.searchsorted` and `np.unique(axis=0)` per layer (Saxe et al. Sec. 2), and the KDE estimates by NumPy
+broadcasting over all pairs at once (Saxe et al. Eq. 7-12). All information is in bits.
 """
 
 from __future__ import annotations

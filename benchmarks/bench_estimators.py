@@ -97,7 +97,7 @@ def previous_kde_sweep(t: np.ndarray, y: np.ndarray, noise_vars) -> list[list[fl
 
 
 def brute_force_kraskov(t: np.ndarray, k: int = 2, eps: float = 1e-16) -> float:
-    """SPEC 2.3 with the full distance matrix (differences per unit) and `np.partition`, in bits."""
+    """Kraskov entropy (paper App. B.3), full distance matrix (differences per unit), `np.partition`; bits."""
     n, d = t.shape
     x = t.astype(np.float64)
     dist = np.sqrt(sum((x[:, None, u] - x[None, :, u]) ** 2 for u in range(d)))

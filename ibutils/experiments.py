@@ -156,7 +156,7 @@ def tishby_net(config: train.TrainConfig, seeds: Sequence[int], *, train_fractio
 
     `binning` bins the hidden layers (default: the paper's rule for the activation).
     `gradient_stats`, "minibatch" or "sample", also records every layer's gradient statistics
-    at the snapshot epochs (`gradients.Recorder`, SPEC 2.6; Fig. 20) into the result's
+    at the snapshot epochs (`gradients.Recorder`; Saxe et al. App. I, Fig. 20) into the result's
     `gradient_stats`. `workers` > 1 splits the seeds into that many groups, each trained and
     binned in its own process; `scheduler` runs them on a Dask cluster (see `tishby_nets`).
     `checkpoint_every` is the seconds of training between checkpoints (see `tishby_nets`).
@@ -235,7 +235,7 @@ def _tishby_nets(runner: cluster.Runner, configs: Mapping[str, train.TrainConfig
     return done
 
 
-# --- every estimator on the same networks (Saxe et al. App. B, Fig. 8, 12, 14, 15; SPEC E9, E10) ----
+# --- every estimator on the same networks (Saxe et al. App. B, Fig. 8, 12, 14, 15, and two later papers) ----
 
 @dataclass(frozen=True)
 class EstimatorSettings:
@@ -418,7 +418,7 @@ def verdict_matrix(studies: Mapping[str, EstimatorStudyResult], columns: Sequenc
 
 @dataclass
 class KDEPlane:
-    """KDE estimates (SPEC 2.2) of every layer at every snapshot for one noise variance, in bits.
+    """KDE estimates (`mi.kde`) of every layer at every snapshot for one noise variance, in bits.
 
     Each array is `[snapshots, layers]`: I(X;T) and I(T;Y) from the pairwise-KL kernel
     (`upper_*`) and from the Bhattacharyya kernel (`lower_*`). For I(X;T) they bound the
@@ -479,7 +479,7 @@ class MnistNetResult:
 
     `kde` holds one `KDEPlane` per noise variance, the headline `noise_var` first;
     `binned_i_xt`, `binned_i_ty` are `[snapshots, layers]` bits (floor bins of `bin_width`);
-    `gradient_stats` the per-minibatch gradient statistics at the snapshot epochs (SPEC 2.6).
+    `gradient_stats` the per-minibatch gradient statistics at the snapshot epochs (`gradients.Recorder`).
     `test_rows` are the indices of the test images the estimates used; `seconds["total"]` times
     the whole call (training, with the estimates made at each snapshot; after a resume from a
     checkpoint, the part done in that call).
@@ -526,7 +526,7 @@ def mnist_net(config: train.TrainConfig, seed: int = 0, *, n_train: int | None =
               data_path=None, progress: bool = True, scheduler: str | None = None,
               checkpoint_every: float | None = train.CHECKPOINT_EVERY_S) -> MnistNetResult:
     """Train one MNIST network and estimate every layer's information at every snapshot
-    (Saxe et al. Fig. 1C-D, 9, 10; SPEC E3).
+    (Saxe et al. Fig. 1C-D, 9, 10; settings: the book's Methods page, "tanh and ReLU on MNIST").
 
     `config.hidden` should be (1024, 20, 20, 20) for the paper's network. The network trains on
     `n_train` training images (None: all 60,000; else a seeded random subset) and is measured on
@@ -621,7 +621,7 @@ def _mnist_net(config: train.TrainConfig, seed: int, n_train: int, samples: int,
                           binned_i_ty, recorder.trajectory(), n_train, mi_rows, seconds)
 
 
-# --- deep linear students side by side (Saxe et al. Fig. 3, 4, 6, 18, 21; SPEC E4, E5) -----------
+# --- deep linear students side by side (Saxe et al. Fig. 3, 4, 6, 18, 21) -----------
 
 _SET_HERE = ("progress", "threads")  # train_students arguments that linear_students sets itself
 

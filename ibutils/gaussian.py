@@ -1,4 +1,4 @@
-"""Exact information of a Gaussian channel, in bits: I(X; W X + Z) for Gaussian X and Z (SPEC 2.4).
+"""Exact information of a Gaussian channel, in bits: I(X; W X + Z) for Gaussian X and Z (Saxe et al. Sec. 3).
 
 A bottom module (torch and NumPy only), so that both the estimators (`ibutils.mi`, which
 re-exports `gaussian_channel` next to the estimates it checks) and the linear-network theory
@@ -86,7 +86,7 @@ def _channel_bits(w: torch.Tensor, cov: torch.Tensor, noise_var: float) -> torch
 def gaussian_channel(w, cov_x, noise_var: float = 1.0) -> float | np.ndarray:
     """Exact I(X; W X + Z) in bits for X ~ N(0, cov_x), Z ~ N(0, noise_var I).
 
-    I = 1/2 log2 det(I + W cov_x W^T / noise_var) (SPEC 2.4; the paper's Eq. 6 omits the 1/2
+    I = 1/2 log2 det(I + W cov_x W^T / noise_var) (Saxe et al. Sec. 3; the paper's Eq. 6 omits the 1/2
     and cov_x). Computed by a Cholesky log-determinant, stable for rank-deficient W (the matrix
     I + W cov_x W^T / noise_var is always positive definite).
 

@@ -1,4 +1,4 @@
-"""Gradient signal-to-noise statistics: the "drift and diffusion" phases (SPEC 2.6; Saxe et al. App. I).
+"""Gradient signal-to-noise statistics: the "drift and diffusion" phases (Saxe et al. App. I).
 
 For one layer's weights W and a stack of n gradients g_1..g_n of the loss with respect to W
 (one per minibatch of an epoch for SGD, one per training sample for full-batch descent):
@@ -122,7 +122,7 @@ def statistics(grads) -> Statistics:
 
 @dataclass
 class Trajectory:
-    """Per-layer gradient statistics over training (SPEC 2.6), one value per seed.
+    """Per-layer gradient statistics over training (see `statistics`), one value per seed.
 
     `epochs` is `[K]`; `mean`, `std`, `snr` and `weight_norm` are `[seeds, K, layers]`:
     the norms of the mean and std of the gradients collected during epoch `epochs[k]`, their
@@ -160,7 +160,7 @@ class Recorder:
 
     Pass `on_batch=[recorder.on_batch]` and `on_snapshot=[recorder.on_snapshot]` to
     `ibutils.train.train`. During each snapshot epoch it takes, per layer, either the gradient
-    of every minibatch (`mode="minibatch"`: the SGD statistic of SPEC 2.6 and of the authors'
+    of every minibatch (`mode="minibatch"`: the SGD statistic of the book's Methods page and of the authors'
     code) or the gradient of every training sample (`mode="sample"`: for full-batch descent,
     whose epoch has a single gradient; paper App. I, Fig. 21D), each at the weights just
     before the update it drives (at epoch 0, the initial weights, which `train` passes once

@@ -2,13 +2,15 @@
 
 Saxe et al. (2018), Sections 3 and 5 (Fig. 3, 4A-B, 6, 18, 19, 21). Everything here is closed-form
 Gaussian theory plus a vectorised trainer for deep linear students (with optional gradient
-signal-to-noise statistics, SPEC 2.6) and the figures of a run; see SPEC 2.4, 2.5, E5, E8.
+signal-to-noise statistics, Saxe et al. App. I) and the figures of a run. Settings and sources:
+the book's Methods page, sections "Exact information of linear networks", "Generalisation
+error of a linear student", "Linear student-teacher networks" and "Task-irrelevant inputs".
 
 Conventions (all information in **bits**):
 
 * Input X ~ N(0, cov_x). The teacher's label is Y = W0 X + eps_o, eps_o ~ N(0, output_noise_var I).
 * A layer with total weight W (the product W_l ... W_1 of the layers up to it) is analysed as the
-  noisy channel T = W X + Z, Z ~ N(0, noise_var I) (SPEC's sigma^2_MI; the noise exists only for
+  noisy channel T = W X + Z, Z ~ N(0, noise_var I) (the paper's sigma^2_MI; the noise exists only for
   the analysis, the network itself is deterministic).
 * Weights are shaped [..., n_out, n_in]; leading dimensions (e.g. seeds) are batch dimensions and
   every function returns one value per batch element.
@@ -89,7 +91,7 @@ def gaussian_label_information(
                = 1/2 log2 det(I + W0 cov_x W0^T / s_o^2) - 1/2 log2 det(I + W0 C W0^T / s_o^2),
 
     with C = Cov(X|T) = cov_x - cov_x W^T (W cov_x W^T + noise_var I)^-1 W cov_x. This equals
-    SPEC 2.4's 1/2 log(|S_T| |S_Y| / |S_TY joint|) (App. G, with cov_x restored).
+    1/2 log(|S_T| |S_Y| / |S_TY joint|), Saxe et al. App. G with cov_x restored.
 
     Args:
         w: student weights up to the layer, [..., n_t, n_in].
@@ -128,7 +130,8 @@ def subspace_information(w, cov_x, subset, noise_var: float = 1.0) -> float | np
         I(T;X_S) = 1/2 log2 det(I + W cov_x W^T / s^2) - 1/2 log2 det(I + W_R C_R|S W_R^T / s^2)
                  = 1/2 log2 |S_T| - 1/2 log2 |W_R C_R|S W_R^T + s^2 I|.
 
-    For independent blocks (cov_RS = 0, e.g. cov_x = I/Ni) C_R|S = cov_RR: SPEC 2.4's formula.
+    For independent blocks (cov_RS = 0, e.g. cov_x = I/Ni) C_R|S = cov_RR: the block formula of the
+    book's Methods page.
     S = all inputs gives I(T;X); S = empty gives 0.
 
     Args:
@@ -197,7 +200,7 @@ def _seeds(seeds) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Teacher:
-    """The linear teacher of SPEC E5/E8: X ~ N(0, I/n_in), Y = W0 X + eps_o.
+    """The linear teacher of Saxe et al. Sec. 3 and 5: X ~ N(0, I/n_in), Y = W0 X + eps_o.
 
     W0 [n_out, n_in] has i.i.d. N(0, sigma_w^2) entries on the first `n_relevant` inputs and zeros on
     the rest (the task-irrelevant inputs of Fig. 6; `n_relevant=None` means all inputs are relevant).
@@ -520,14 +523,14 @@ def train_students(
             None means batch gradient descent on all n_train examples.
         seeds: one student (and teacher and data set) per seed.
         n_snapshots: number of log-spaced snapshot epochs, epoch 0 included (see `log_epochs`).
-        noise_var: analysis noise variance sigma^2_MI for the information (SPEC: 1.0).
+        noise_var: analysis noise variance sigma^2_MI for the information (the paper: 1.0).
         dtype: training precision (information is always computed in float64).
         device: torch device for training.
         threads: CPU intra-op threads while training (restored afterwards); 1 is fastest for these
             small matrices on a shared machine; None leaves torch's setting.
         progress: show a progress bar over epochs (`ibutils.progress.progress_bar`).
-        gradient_stats: None, or "minibatch" / "sample" to record the gradient statistics of SPEC
-            2.6 (`ibutils.gradients.statistics`) in every snapshot epoch >= 1: the gradient of each
+        gradient_stats: None, or "minibatch" / "sample" to record the gradient statistics of Saxe
+            et al. App. I (`ibutils.gradients.statistics`) in every snapshot epoch >= 1: the gradient of each
             minibatch of that epoch ("minibatch"), or of each example of each minibatch ("sample";
             for batch GD, whose epoch is a single step), each taken at the weights just before the
             update it drives, as `ibutils.gradients.Recorder` does for the MLP trainer. Recording

@@ -1,4 +1,4 @@
-"""Information estimators, in bits (SPEC 2.1-2.3, E10).
+"""Information estimators, in bits (Saxe et al. Sec. 2 and App. B, and two later estimators).
 
 Pure functions of arrays: NumPy arrays or torch tensors in, floats (or NumPy arrays for batched
 input) out. X is always uniform over the rows of the activity `t` (one row per input pattern,
@@ -58,7 +58,7 @@ class KDEBounds(NamedTuple):
     """KDE estimates in bits: `upper` from the pairwise-KL kernel, `lower` from the Bhattacharyya kernel.
 
     For I(X;T) these are an upper and a lower bound; for I(T;Y) each is a difference of two
-    bounds and so only an estimate (SPEC 2.2).
+    bounds and so only an estimate.
     """
 
     upper: MI
@@ -436,7 +436,7 @@ def bin_codes(t, bins=30, value_range=None) -> torch.Tensor:
 
 
 def binned(t, y, bins=30, value_range=None) -> MI:
-    """Binning estimate (SPEC 2.1) in bits: each unit of `t` [..., n_samples, n_units] is binned
+    """Binning estimate (Saxe et al. Sec. 2) in bits: each unit of `t` [..., n_samples, n_units] is binned
     independently by `bin_codes(t, bins, value_range)`, then `discrete(codes, y)`.
 
     The default is Saxe et al.'s tanh setting, 30 equal bins on [-1, 1]. Batched as `discrete`,
@@ -558,7 +558,7 @@ def precision_codes(t) -> torch.Tensor:
 
 
 def binned_precision(t, y) -> MI:
-    """Binning at machine precision (SPEC 2.1, Fig. 15) in bits: `discrete(precision_codes(t), y)`."""
+    """Binning at machine precision (Saxe et al. Fig. 15) in bits: `discrete(precision_codes(t), y)`."""
     return discrete(precision_codes(t), y)
 
 
@@ -618,7 +618,7 @@ def _kth_neighbour_distance(x: np.ndarray, k: int) -> np.ndarray:
 
 def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
     """Kraskov, Stoegbauer & Grassberger (2004) k-nearest-neighbour entropy of `t` [n_samples,
-    n_units] in bits (SPEC 2.3, Saxe et al. App. B.3); batched `t` [..., n_samples, n_units] gives
+    n_units] in bits (Saxe et al. App. B.3); batched `t` [..., n_samples, n_units] gives
     a NumPy array of shape `t.shape[:-2]`.
 
     H = (d/N) sum_i log(r_i + eps) + (d/2) log pi - log Gamma(d/2 + 1) + psi(N) - psi(k), in
@@ -714,7 +714,7 @@ def _kernel_block_sums(h: torch.Tensor, blocks, scales: list[float], dtype: torc
 
 
 def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
-    """Kolchinsky & Tracey pairwise-distance estimates (SPEC 2.2) in bits, for T = t + N(0, noise_var I).
+    """Kolchinsky & Tracey pairwise-distance estimates in bits (Saxe et al. Eq. 7-12), T = t + N(0, noise_var I).
 
     t: floats [n_samples, n_units]; y: integer labels [n_samples]; noise_var: sigma^2 > 0.
     With D_ij = ||t_i - t_j||^2 and kernel k_ij = exp(-D_ij / (2 sigma^2)) (upper) or

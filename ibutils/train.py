@@ -578,7 +578,7 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
         every layer on all N rows of `x`, each `[S, N, width]`.
     on_batch : hooks called as `hook(epoch, net, x_batch, onehot_batch)` for every minibatch
         of every snapshot epoch, after the gradient is in `net.grad` and before the update;
-        batches are `[S, d, B]` and `[S, C, B]`. For gradient statistics (SPEC 2.6). Epoch 0
+        batches are `[S, d, B]` and `[S, C, B]`. For gradient statistics (`ibutils.gradients`). Epoch 0
         is one pass of (shuffled) minibatches over the initial network, without updates.
     threads : torch intra-op CPU threads while training (None: leave torch's setting). One is
         the default: these layers are so small that a second thread gained 6% on a quiet

@@ -20,17 +20,23 @@
   its Args/Returns sections: `|x|` (an absolute value, not a substitution) is escaped, a line
   ending in ":" followed by an indented block (a formula) introduces a literal block, and a
   bullet list gets the blank lines around it that reStructuredText needs.
+- API reference summaries: the module table at the top of book/api.md (autosummary) shows
+  the first paragraph of each docstring, not autosummary's "first sentence", which ends at the
+  first ". " and so cut "Saxe et al. (2018), Fig. 2 ..." after "Fig.". A docstring's first
+  paragraph ends where its author ended it.
 - `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import posixpath
 import re
 from pathlib import Path
 
 from docutils import nodes
+from sphinx.ext.autosummary import Autosummary, import_by_name
 from sphinx.util.docutils import SphinxDirective
 
 from ibutils import scoreboard
@@ -223,8 +229,32 @@ def _plain_text_docstring(app, what, name, obj, options, lines):
     _list_blank_lines(lines)
 
 
+def summary_paragraph(obj) -> str:
+    """The first paragraph of `obj`'s docstring on one line ("" without a docstring), with `|`
+    escaped as in `_plain_text_docstring`: the summary of `obj` in an autosummary table."""
+    lines: list[str] = []
+    for line in (inspect.getdoc(obj) or "").splitlines():
+        if line.strip():
+            lines.append(line.strip())
+        elif lines:
+            break
+    _escape_bars(lines)
+    return re.sub(r"::$", ".", " ".join(lines))
+
+
+class ParagraphAutosummary(Autosummary):
+    """`autosummary` whose summaries are whole first paragraphs (`summary_paragraph`)."""
+
+    def get_items(self, names: list[str]) -> list[tuple[str, str, str, str]]:
+        # an empty summary: autosummary could not import the object (it has warned)
+        return [(name, signature, summary and summary_paragraph(import_by_name(real_name)[1]), real_name)
+                for name, signature, summary, real_name in super().get_items(names)]
+
+
 def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.setup_extension("sphinx.ext.autosummary")  # registered first, so that ours replaces it
+    app.add_directive("autosummary", ParagraphAutosummary, override=True)
     app.add_directive("ibutils-scoreboard", Scoreboard)
     # before the toc collector (priority 500), so the added section shows in the page's contents
     app.connect("doctree-read", _link_figure_data, priority=400)
