@@ -748,11 +748,12 @@ def _class_blocks(class_sizes: list[int], size: int) -> list[tuple[slice, int]]:
 
 
 def _weighted_sums(kernel: torch.Tensor, weights: torch.Tensor | None, dim: int, out: torch.Tensor) -> None:
-    """out = sum over `dim` of `kernel` [r, c], each term times its weight (`weights` [r or c], or None: 1)."""
-    if weights is None:
-        torch.sum(kernel, dim, out=out)
-    else:
-        torch.mv(kernel if dim == 1 else kernel.T, weights, out=out)
+    """out = sum over `dim` of `kernel` [r, c], each term times its weight (`weights` [r or c], or
+    None: 1); by torch.sum's cascade, which keeps float32 sums of terms of very different weights
+    accurate (a BLAS product adds them one by one)."""
+    if weights is not None:
+        kernel = kernel * (weights if dim == 1 else weights[:, None])
+    torch.sum(kernel, dim, out=out)
 
 
 def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, scales: list[float],
