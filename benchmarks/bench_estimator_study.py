@@ -26,12 +26,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench_estimators import interleaved
 from ibutils import data, experiments, infoplane, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,17 +68,6 @@ def trained_runs(size: dict, x, y, path: Path | None) -> dict[str, train.Run]:
     if path is not None:
         torch.save(runs, path)
     return runs
-
-
-def interleaved(fns, repeats: int):
-    """(results, best times in s) of the functions `fns`, called in turn `repeats` times."""
-    times, results = [[] for _ in fns], [None for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            results[i] = fn()
-            times[i].append(time.perf_counter() - start)
-    return results, [min(t) for t in times]
 
 
 def main() -> int:
