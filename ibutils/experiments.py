@@ -18,7 +18,7 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ibutils import cluster, data, gaussian, gradients, infoplane, linear, mi, results, train
+from ibutils import cluster, data, estimators, gaussian, gradients, infoplane, linear, mi, results, train
 from ibutils.progress import phase
 
 
@@ -378,7 +378,7 @@ def _estimates(runner: cluster.Runner, configs: Mapping[str, train.TrainConfig],
                progress: bool) -> dict[str, dict]:
     """`estimator_study`'s cached estimates of each configuration (`{"planes", "seconds"}`), the
     missing ones computed by `runner`."""
-    modules = (data, train, infoplane, mi, sys.modules[__name__])
+    modules = (data, train, infoplane, estimators, mi, sys.modules[__name__])
     paths = {name: results.cache_path("estimator_study", {
         "config": asdict(config), "seeds": seeds, "train_fraction": train_fraction, "settings": asdict(settings)},
         modules) for name, config in configs.items()}
@@ -445,15 +445,19 @@ class _SnapshotEstimates:
     every layer, on the pool rows `rows` with labels `y` (model 0 of the ensemble)."""
 
     def __init__(self, rows: np.ndarray, y: np.ndarray, noise_vars: Sequence[float], bin_width: float):
-        self.rows, self.y, self.noise_vars, self.bin_width = torch.as_tensor(rows), y, noise_vars, bin_width
+        self.rows, self.y, self.noise_vars = torch.as_tensor(rows), y, noise_vars
+        self.kde_estimator = estimators.KDE(tuple(noise_vars))
+        self.binned_estimator = estimators.BinnedFloor(bin_width)
         self.kde: list[list[mi.KDEBounds]] = []  # [snapshots][layers x noise_vars]
         self.binned: list[list[mi.MI]] = []  # [snapshots][layers]
 
     @phase("estimating")
     def __call__(self, epoch: int, activations) -> None:
         layers = [a[0].index_select(0, self.rows.to(a.device)) for a in activations]
-        self.kde.append([bounds for t in layers for bounds in mi.kde_sweep(t, self.y, self.noise_vars)])
-        self.binned.append([mi.binned_floor(t, self.y, self.bin_width) for t in layers])
+        kde = [self.kde_estimator.estimate(t, self.y) for t in layers]
+        self.kde.append([mi.KDEBounds(found[f"kde_upper_{v:g}"], found[f"kde_lower_{v:g}"])
+                         for found in kde for v in self.noise_vars])
+        self.binned.append([self.binned_estimator.estimate(t, self.y)[self.binned_estimator.name] for t in layers])
 
     def state_dict(self) -> dict:
         """The estimates so far, as plain data (for `train`'s checkpoints)."""
@@ -571,7 +575,7 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     if not 1 < int(samples) <= test_images:
         raise ValueError(f"samples must lie in [2, {test_images}], got {samples}")
     noise_vars = (float(noise_var), *(float(v) for v in sensitivity if float(v) != float(noise_var)))
-    modules = (data, train, mi, gradients, sys.modules[__name__])
+    modules = (data, train, estimators, mi, gradients, sys.modules[__name__])
 
     def key(config: train.TrainConfig) -> dict:
         return {"config": asdict(config), "seed": seed, "n_train": n_train, "samples": int(samples),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ibutils import mi
+from ibutils import estimators, mi
 from ibutils.progress import phase, progress_bar
 from ibutils.train import Run
 
@@ -195,111 +195,66 @@ def saturated_share(plane: InformationPlane, layer: int, values=(-1.0, 1.0)) -> 
 
 # --- many estimators on the same snapshots (Saxe et al. App. B; Chelombiev et al. 2019; Lorenzen et al. 2022)
 #
-# An estimator here is a small callable object: `estimator(t, y, is_output)` takes one layer's
-# activity `t` [S, c, N, width] (S seeds, c snapshots; net inputs instead when its `net_input` is
-# True) with labels `y` [N], and returns `{plane name: (i_xt, i_ty)}`, each `[S, c]` bits.
-# `estimate` recomputes every snapshot's activity once and hands it to all of them.
+# `estimate` takes estimators of `ibutils.estimators`, applied to every layer's activity, or
+# `LayerEstimator`s, which give the softmax output layer an estimator of its own or measure net
+# inputs. The names below (`UniformBins`, ...) are the book's settings of those, kept as aliases.
 
 
 @dataclass(frozen=True)
-class UniformBins:
-    """`bins` equal bins per unit (`mi.binned`), plane `name`.
+class LayerEstimator:
+    """An `ibutils.estimators` estimator for the hidden layers (`hidden`) and one for the output
+    layer (`output`; None: the same), applied to the units' activity, or with `net_input` to
+    their net inputs. `outputs()` are the hidden estimator's."""
+
+    hidden: estimators.Estimator
+    output: estimators.Estimator | None = None
+    net_input: bool = False
+
+    def outputs(self) -> tuple[str, ...]:
+        return self.hidden.outputs()
+
+    def for_layer(self, is_output: bool) -> estimators.Estimator:
+        return self.output if is_output and self.output is not None else self.hidden
+
+
+def UniformBins(name: str, bins: int, hidden_range, output_range=(0.0, 1.0), net_input: bool = False) -> LayerEstimator:
+    """`bins` equal bins per unit (`estimators.Binned`), plane `name`.
 
     Hidden layers are binned on `hidden_range`: (lo, hi), or one range per seed `[S, 2]` (e.g.
     `activity_range`); the output layer on `output_range`. With `net_input`, the units' net inputs
     are binned instead of their activity (Saxe et al. Fig. 14: bins uniform in the net input).
     """
-
-    name: str
-    bins: int
-    hidden_range: tuple[float, float] | np.ndarray
-    output_range: tuple[float, float] = (0.0, 1.0)
-    net_input: bool = False
-
-    def __call__(self, t, y, is_output: bool) -> dict:
-        if is_output:
-            value_range = self.output_range
-        else:
-            ranges = np.asarray(self.hidden_range, dtype=np.float64)
-            value_range = (ranges[:, :1], ranges[:, 1:]) if ranges.ndim == 2 else tuple(ranges)
-        return {self.name: mi.binned(t, y, self.bins, value_range)}
+    ranges = np.asarray(hidden_range, dtype=np.float64)
+    hidden = (ranges[:, :1], ranges[:, 1:]) if ranges.ndim == 2 else tuple(ranges)
+    return LayerEstimator(estimators.Binned(bins, hidden, name), estimators.Binned(bins, output_range, name), net_input)
 
 
-@dataclass(frozen=True)
-class EqualMassBins:
-    """Adaptive bins (Chelombiev et al. 2019): per seed, snapshot and layer, `bins` bins holding
-    equal shares of the layer's distinct activity values (`mi.equal_mass_edges`), the lowest edge
-    at `low` (the activation's smallest possible value) for hidden layers and 0 for the softmax."""
-
-    bins: int = 30
-    low: float | None = None
-    name: str = "equal_mass"
-    net_input = False
-
-    def __call__(self, t, y, is_output: bool) -> dict:
-        edges = mi.equal_mass_edges(t, self.bins, low=0.0 if is_output else self.low)
-        return {self.name: mi.binned(t, y, bins=edges)}
+def EqualMassBins(bins: int = 30, low: float | None = None, name: str = "equal_mass") -> LayerEstimator:
+    """Adaptive bins (`estimators.EqualMassBinned`, Chelombiev et al. 2019): per seed, snapshot and
+    layer, `bins` bins holding equal shares of the layer's distinct activity values, the lowest
+    edge at `low` (the activation's smallest possible value) for hidden layers and 0 for the softmax."""
+    return LayerEstimator(estimators.EqualMassBinned(bins, low, name), estimators.EqualMassBinned(bins, 0.0, name))
 
 
-@dataclass(frozen=True)
-class PrecisionBins:
-    """Binning at machine precision (Saxe et al. Fig. 15): every distinct float32 value its own bin."""
-
-    name: str = "precision"
-    net_input = False
-
-    def __call__(self, t, y, is_output: bool) -> dict:
-        return {self.name: mi.binned_precision(t, y)}
+def PrecisionBins(name: str = "precision") -> estimators.PrecisionBinned:
+    """Binning at machine precision (`estimators.PrecisionBinned`, Saxe et al. Fig. 15)."""
+    return estimators.PrecisionBinned(name)
 
 
-@dataclass(frozen=True)
-class QuantisedCodes:
-    """The exact information of a quantised network (Lorenzen et al. 2022): hidden activity is
-    already on 2**bits levels of the layer's own range, so its codes (`mi.quantise` on that range)
-    are the layer; the continuous softmax output is read out on `bits` bits of [0, 1]."""
-
-    bits: int = 8
-    name: str = "quantised"
-    net_input = False
-
-    def __call__(self, t, y, is_output: bool) -> dict:
-        codes = mi.quantise(t, self.bits, (0.0, 1.0) if is_output else None)
-        return {self.name: mi.discrete(codes, y)}
+def QuantisedCodes(bits: int = 8, name: str = "quantised") -> LayerEstimator:
+    """The exact information of a quantised network (`estimators.Quantised`, Lorenzen et al. 2022):
+    hidden activity is already on 2**bits levels of the layer's own range, so its codes are the
+    layer; the continuous softmax output is read out on `bits` bits of [0, 1]."""
+    return LayerEstimator(estimators.Quantised(bits, None, name), estimators.Quantised(bits, (0.0, 1.0), name))
 
 
-@dataclass(frozen=True)
-class KDE:
-    """Kolchinsky & Tracey estimates (`mi.kde_sweep`) at each noise variance, planes
+def KDE(noise_vars: tuple[float, ...] = (0.1,)) -> estimators.KDE:
+    """Kolchinsky & Tracey estimates at each noise variance (`estimators.KDE`), planes
     `kde_upper_<variance>` and `kde_lower_<variance>` (variance formatted with `:g`)."""
-
-    noise_vars: tuple[float, ...] = (0.1,)
-    net_input = False
-
-    def __call__(self, t, y, is_output: bool) -> dict:
-        n_seeds, n_snaps = t.shape[:2]
-        out = {f"kde_{bound}_{v:g}": (np.empty((n_seeds, n_snaps)), np.empty((n_seeds, n_snaps)))
-               for v in self.noise_vars for bound in ("upper", "lower")}
-        for s in range(n_seeds):
-            for k in range(n_snaps):
-                for v, bounds in zip(self.noise_vars, mi.kde_sweep(t[s, k], y, self.noise_vars)):
-                    for bound, value in zip(("upper", "lower"), bounds):
-                        out[f"kde_{bound}_{v:g}"][0][s, k], out[f"kde_{bound}_{v:g}"][1][s, k] = value
-        return out
+    return estimators.KDE(tuple(noise_vars))
 
 
-@dataclass(frozen=True)
-class Kraskov:
-    """Kraskov k-nearest-neighbour estimates of each layer (`mi.kraskov`; Saxe et al. App. B.3,
-    Fig. 12), plane `kraskov`: `i_xt` holds the entropy H(T) in bits (I(X;T) up to the constant
-    noise entropy; it may be negative), `i_ty` H(T) minus its class-conditional entropies."""
-
-    k: int = 2
-    eps: float = 1e-16
-    name: str = "kraskov"
-    net_input = False
-
-    def __call__(self, t, y, is_output: bool) -> dict:
-        return {self.name: mi.kraskov(t, y, self.k, self.eps)}
+Kraskov = estimators.Kraskov
 
 
 def snapshot_subset(epochs, n: int) -> np.ndarray:
@@ -315,9 +270,10 @@ def snapshot_subset(epochs, n: int) -> np.ndarray:
 @phase("estimating")
 def estimate(run: Run, x, y, estimators, snapshots=None, chunk: int | None = None,
              progress: bool = True) -> dict[str, InformationPlane]:
-    """Apply every estimator of `estimators` to every layer of every seed of `run` at the
-    snapshots `snapshots` (indices into `run.epochs`; None: all), computing each snapshot's
-    activity once for all of them.
+    """Apply every estimator of `estimators` (`ibutils.estimators` estimators, or `LayerEstimator`s)
+    to every layer of every seed of `run` at the snapshots `snapshots` (indices into `run.epochs`;
+    None: all), computing each snapshot's activity once for all of them, and handing each
+    estimator a layer's activity for all seeds and the chunk's snapshots at once.
 
     x: `[N, d]` inputs, all equally likely; y: `[N]` labels. Returns one `InformationPlane` (no
     histograms) per plane name the estimators produce, `i_xt`, `i_ty` `[seeds, snapshots, layers]`
@@ -328,13 +284,14 @@ def estimate(run: Run, x, y, estimators, snapshots=None, chunk: int | None = Non
     n_layers = len(run.sizes) - 1
     shape = (len(run.seeds), len(visit), n_layers)
     planes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    net_input = any(e.net_input for e in estimators)
+    layered = [e if isinstance(e, LayerEstimator) else LayerEstimator(e) for e in estimators]
+    net_input = any(e.net_input for e in layered)
     for ks, acts, net_inputs in _snapshot_chunks(run, x, chunk, f"estimating {run.config.activation}", progress,
                                                  visit, net_input):
         for l in range(n_layers):
-            for estimator in estimators:
+            for estimator in layered:
                 t = net_inputs[l] if estimator.net_input else acts[l]
-                for name, (i_xt, i_ty) in estimator(t, y, l == n_layers - 1).items():
+                for name, (i_xt, i_ty) in estimator.for_layer(l == n_layers - 1).estimate(t, y).items():
                     out = planes.setdefault(name, (np.full(shape, np.nan), np.full(shape, np.nan)))
                     out[0][:, ks, l], out[1][:, ks, l] = i_xt, i_ty
     layers = layer_names(run.sizes)

@@ -609,11 +609,22 @@ def fake_quantise(t, bits=8, value_range=None) -> torch.Tensor:
 # --- Kraskov (k-nearest-neighbour) entropy -------------------------------------------------------
 
 
-def _kth_neighbour_distance(x: np.ndarray, k: int) -> np.ndarray:
-    """Euclidean distance of each row of `x` [n, d] (float64) to its k-th nearest other row."""
-    # the k+1 nearest include the row itself at distance 0, so the (k+1)-th is the k-th other one,
-    # duplicates of the row included
-    return cKDTree(x).query(x, k=[k + 1], workers=1)[0][:, 0]
+def _kth_neighbour_log_distance(x: torch.Tensor, k: int, eps: float) -> float:
+    """Mean over the rows of `x` [n, d] of log(r + eps), r the Euclidean distance (float64) of a row
+    to its k-th nearest other row, duplicates of the row included (at distance 0).
+
+    Equal rows are found once (`distinct_rows`) and the k-d tree (scipy's cKDTree, one thread)
+    holds each distinct row once: a row with at least k duplicates has r = 0, and the others count
+    their nearest distinct rows with their multiplicities until k other rows are reached.
+    """
+    rows, _, counts = distinct_rows(x, torch.zeros(len(x), dtype=torch.int64))
+    points, counts = rows.to("cpu", torch.float64).numpy(), counts.cpu().numpy()
+    nearest = min(k + 1, len(points))  # the row itself and up to k distinct neighbours
+    dist, index = cKDTree(points).query(points, k=list(range(1, nearest + 1)), workers=1)
+    within = counts[:, None] - 1 + np.cumsum(counts[index[:, 1:]], 1)  # other rows at or below each distance
+    reached = np.concatenate([counts[:, None] - 1 >= k, within >= k], 1)  # column 0: the row's own copies
+    r = np.take_along_axis(dist, reached.argmax(1)[:, None], 1)[:, 0]
+    return float(counts @ np.log(r + eps) / len(x))
 
 
 def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
@@ -626,8 +637,8 @@ def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
     neighbour among the other samples (duplicates of a sample are neighbours at distance 0), d
     the number of units. Coinciding samples make it very negative (log eps); it is returned as
     it is. Differential entropy: it can be any real number, and I(X;T) under homoscedastic noise
-    is H(T) minus a constant. Distances in float64 by a k-d tree (scipy's cKDTree, one thread),
-    one batch element at a time. k: 1 <= k < N (paper: 2); eps: positive (paper: 1e-16).
+    is H(T) minus a constant. Distances in float64 by a k-d tree of the distinct rows (scipy's
+    cKDTree, one thread), one batch element at a time. k: 1 <= k < N (paper: 2); eps: positive (paper: 1e-16).
     """
     t = _floats(t, "t")
     _check_rows(t, "t")
@@ -635,8 +646,8 @@ def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < n:
         raise ValueError(f"k must be an int from 1 to n_samples - 1 = {n - 1}, got {k!r}")
     eps = _positive(eps, "eps")
-    layers = t.detach().to("cpu", torch.float64).reshape(-1, n, d).numpy()
-    mean_log_r = np.array([np.log(_kth_neighbour_distance(x, int(k)) + eps).mean() for x in layers])
+    layers = t.detach().reshape(-1, n, d)
+    mean_log_r = np.array([_kth_neighbour_log_distance(x, int(k), eps) for x in layers])
     log_unit_ball = d / 2 * math.log(math.pi) - special.gammaln(d / 2 + 1)  # volume of the unit d-ball
     nats = d * mean_log_r + log_unit_ball + special.digamma(n) - special.digamma(k)
     return _out(torch.from_numpy(nats / math.log(2)).reshape(t.shape[:-2]))
@@ -673,6 +684,61 @@ def _exp_(x: torch.Tensor) -> torch.Tensor:
     return x.exp_()
 
 
+def distinct_rows(t, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct (row, label) pairs of a layer: rows of `t` [n_samples, n_units] that are equal
+    as floats (-0.0 = +0.0) and carry the same label of `y` [n_samples] count once.
+
+    Returns the distinct rows [M, n_units] (t's dtype), the class index 0..K-1 of each [M]
+    (classes in increasing label order) and how often each occurs [M] (int64, summing to
+    n_samples), on t's device, in order of first occurrence. Exact: rows are grouped by a hash of
+    their bit patterns, and the grouping is checked row by row (rows are compared exactly, by
+    sorting, if two different rows ever share a hash).
+    """
+    t = _floats(t, "t")
+    if t.ndim != 2:
+        raise ValueError(f"t must have shape [n_samples, n_units], got shape {tuple(t.shape)}")
+    labels, _ = _classes(y, "y", t.shape[0], t.device)
+    bits = precision_codes(t)
+    keys = _row_hash(bits, labels)
+    first, inverse, counts = _groups(keys)
+    if not (bits.eq(bits[first][inverse]).all() and labels.eq(labels[first][inverse]).all()):  # a collision
+        keys, _ = _row_keys(torch.cat([bits, labels[:, None]], 1))
+        first, inverse, counts = _groups(keys)
+    return t[first], labels[first], counts
+
+
+# odd 64-bit multipliers (digits of pi), one per column, for `_row_hash`
+_HASH_MULTIPLIERS = torch.tensor([0x243F6A8885A308D3, 0x13198A2E03707345, 0x24A4093822299F31, 0x082EFA98EC4E6C89,
+                                  0x452821E638D01377, 0x3BE5466CF34E90C7, 0x40AC29B7C97C50DD, 0x3F84D5B5B5470917],
+                                 dtype=torch.int64)
+
+
+def _row_hash(bits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """An int64 hash of each row of `bits` [n, d] (int64) and its label: equal rows hash equally."""
+    multipliers = _HASH_MULTIPLIERS.to(bits.device)
+    index = torch.arange(bits.shape[1], device=bits.device) % len(multipliers)
+    rotated = bits + index  # so that the same value in two columns sharing a multiplier differs
+    keys = (rotated * multipliers[index]).sum(1)  # wraps modulo 2**64
+    return keys * multipliers[0] + labels
+
+
+def _groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For int64 `keys` [n]: the index of the first occurrence of each distinct key (in order of
+    first occurrence) [M], the group of each key [n] and the group sizes [M]."""
+    _, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+    first = torch.full_like(counts, len(keys)).scatter_reduce_(
+        0, inverse, torch.arange(len(keys), device=keys.device), "amin")
+    order = first.argsort()
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=keys.device))
+    return first[order], rank[inverse], counts[order]
+
+
+# ln of the smallest normal number of each kernel dtype, rounded up: kernel terms below it are
+# raised to it (they add below 1e-37 to sums >= 1) so that exp never makes a subnormal number,
+# which costs the CPU several times as long
+_EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+
+
 def _class_blocks(class_sizes: list[int], size: int) -> list[tuple[slice, int]]:
     """Consecutive blocks of at most `size` samples, each within one class (samples sorted by class),
     with that class."""
@@ -681,40 +747,58 @@ def _class_blocks(class_sizes: list[int], size: int) -> list[tuple[slice, int]]:
             for c, end in enumerate(ends) for start in range(end - class_sizes[c], end, size)]
 
 
-def _kernel_block_sums(h: torch.Tensor, blocks, scales: list[float], dtype: torch.dtype) -> torch.Tensor:
-    """sums[v, kernel, b, i] = sum_{j in block b} k_ij for the rows `h` [N, d] (float64), for the
-    kernels exp(scales[v] * D_ij) (kernel 0, pairwise KL) and exp(scales[v] / 4 * D_ij) (kernel 1,
-    Bhattacharyya): [len(scales), 2, len(blocks), N], in `dtype`.
+def _weighted_sums(kernel: torch.Tensor, weights: torch.Tensor | None, dim: int, out: torch.Tensor) -> None:
+    """out = sum over `dim` of `kernel` [r, c], each term times its weight (`weights` [r or c], or
+    None: 1); by torch.sum's cascade, which keeps float32 sums of terms of very different weights
+    accurate (a BLAS product adds them one by one)."""
+    if weights is not None:
+        kernel = kernel * (weights if dim == 1 else weights[:, None])
+    torch.sum(kernel, dim, out=out)
+
+
+def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, scales: list[float],
+                       dtype: torch.dtype) -> torch.Tensor:
+    """sums[v, kernel, b, i] = sum_{j in block b} w_j k_ij for the rows `h` [M, d] (float64) with
+    weights `weights` [M] (None: all 1), for the kernels exp(scales[v] * D_ij) (kernel 0, pairwise
+    KL) and exp(scales[v] / 4 * D_ij) (kernel 1, Bhattacharyya): [len(scales), 2, len(blocks), M],
+    in `dtype`.
 
     D is symmetric, so each block pair is computed once, above the diagonal, and gives the row
     sums of both blocks. The squared distances come from one float64 product of augmented rows,
-    [h_i, |h_i|^2, 1] . [-2 h_j, 1, |h_j|^2]; the kernels are computed in `dtype`, the KL one as the
-    Bhattacharyya one to the 4th power (two products instead of an exp).
+    [h_i, |h_i|^2, 1] . [-2 h_j, 1, |h_j|^2], scaled by the widest kernel's scale on the way; the
+    kernels are computed in `dtype`, each variance's Bhattacharyya kernel by one exp and its KL
+    kernel as that to the 4th power (two products instead of an exp).
     """
     sq_norms = (h * h).sum(1, keepdim=True)
     ones = torch.ones_like(sq_norms)
-    left, right = torch.cat([h, sq_norms, ones], 1), torch.cat([-2.0 * h, ones, sq_norms], 1).T.contiguous()
-    sums = torch.empty(len(scales), 2, len(blocks), len(h), dtype=dtype, device=h.device)
+    widest = max(scales)  # the scale closest to 0: the other exponents are multiples >= 1 of its
+    left = torch.cat([h, sq_norms, ones], 1).mul_(widest / 4.0)
+    right = torch.cat([-2.0 * h, ones, sq_norms], 1).T.contiguous()
+    w = None if weights is None else weights.to(dtype)
+    sums = torch.zeros(len(scales), 2, len(blocks), len(h), dtype=dtype, device=h.device)
+    floor = _EXP_FLOOR[dtype]
     for b, (rows, _) in enumerate(blocks):
         for c in range(b, len(blocks)):
             cols = blocks[c][0]
-            dist = (left[rows] @ right[:, cols]).to(dtype).clamp_(min=0.0)
+            exponent = (left[rows] @ right[:, cols]).to(dtype).clamp_(max=0.0)  # D >= 0
             if b == c:
-                dist.fill_diagonal_(0.0)  # exact D_ii = 0, so I(X;T) cannot exceed log2 N by rounding
-            kernel = torch.empty_like(dist)
+                exponent.fill_diagonal_(0.0)  # exact D_ii = 0, so I(X;T) cannot exceed log2 N by rounding
+            kernel = torch.empty_like(exponent)
             for v, scale in enumerate(scales):
-                _exp_(torch.mul(dist, scale / 4.0, out=kernel))
+                torch.clamp(torch.mul(exponent, scale / widest, out=kernel), min=floor, out=kernel)
+                _exp_(kernel)
                 for k in (1, 0):
                     if k == 0:
                         kernel.mul_(kernel).mul_(kernel)  # exp(x / 4) ** 4
-                    torch.sum(kernel, 1, out=sums[v, k, c, rows])
+                    _weighted_sums(kernel, None if w is None else w[cols], 1, sums[v, k, c, rows])
                     if b != c:
-                        torch.sum(kernel, 0, out=sums[v, k, b, cols])
+                        _weighted_sums(kernel, None if w is None else w[rows], 0, sums[v, k, b, cols])
     return sums
 
 
 def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
-    """Kolchinsky & Tracey pairwise-distance estimates in bits (Saxe et al. Eq. 7-12), T = t + N(0, noise_var I).
+    """Kolchinsky & Tracey pairwise-distance estimates (Saxe et al. App. B.2) in bits, for
+    T = t + N(0, noise_var I).
 
     t: floats [n_samples, n_units]; y: integer labels [n_samples]; noise_var: sigma^2 > 0.
     With D_ij = ||t_i - t_j||^2 and kernel k_ij = exp(-D_ij / (2 sigma^2)) (upper) or
@@ -723,28 +807,33 @@ def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
         I(T;Y) = I(X;T) + (1/N) sum_i log((1/N_{y_i}) sum_{j: y_j = y_i} k_ij)
     i.e. H(T) - sum_l p_l H(T|Y=l) with class-restricted sums; the H(T|X) constants cancel.
 
-    On the device of `t`, in square blocks of `chunk_size` samples (None: 512) of the distance
-    matrix, each computed once (D is symmetric). Distances, the accumulation of the block sums
-    and the logs are float64; `precision` is the dtype of the kernels and of their sums within
-    a block: "float32" (the default; on the CPU at N = 4,096 it takes 0.4-0.6 of the time of
-    "float64" kernels and ~0.1 of the float64 code before issue 13; see `kde_sweep` for its
-    error) or "float64". `kde_sweep` gives several noise variances from the same distances.
+    On the device of `t`, in panels of `chunk_size` rows (None: 512) against the later columns
+    of the distance matrix (D is symmetric, each pair is computed once), over the distinct
+    (row, label) pairs of `t` weighted by their counts (`distinct_rows`) when at most 7/8 of
+    the rows are distinct. Distances, the accumulation of the sums and the logs are float64;
+    `precision` is the dtype of the kernels and of their sums within a panel: "float32" (the
+    default; see `kde_sweep` for its error) or "float64". `kde_sweep` gives several noise
+    variances from the same distances.
     """
     return kde_sweep(t, y, [noise_var], chunk_size, precision)[0]
 
 
+# a layer is reduced to its distinct rows when at most this share of them is distinct (below it,
+# the saving of (M/N)^2 of the pairs outweighs the grouping)
+_DISTINCT_SHARE = 7 / 8
+
+
 def kde_sweep(t, y, noise_vars, chunk_size=None, precision="float32") -> list[KDEBounds]:
     """`kde(t, y, v, chunk_size, precision)` for every noise variance v in `noise_vars` (a 1-D
-    sequence), computing each block of pairwise distances once for all of them.
+    sequence), computing each pairwise distance once for all of them.
 
     Every kernel sum includes the diagonal term exp(0) = 1 and no term exceeds it, so the sums
-    lie in [1, N] and need no log-sum-exp shift. Samples are sorted by class first, so each
-    class-restricted sum is a sum of whole blocks.
+    lie in [1, N] and need no log-sum-exp shift. Kernel terms below exp(-87) (float32; exp(-708)
+    for float64) are raised to it, which changes no sum by more than 1e-34 relative.
 
     Error of precision="float32" against "float64": each kernel term exp(x), x = -D/(8 sigma^2),
     carries a relative error of about (|x| + 2) 2**-24 (x rounded to float32, then exp), four
-    times that for the KL kernel; terms below e**-87 (float32's smallest normal number) lose
-    precision, against sums >= 1; the float32 sums within a block add a few 2**-24 relative.
+    times that for the KL kernel; the float32 sums within a panel add a few 2**-24 relative.
     Measured: below 3e-8 bits at N = 4,096 (d = 10, 20, sigma^2 = 0.1 and 1e-3) and at
     10,000 x 1,024 (benchmarks/RESULTS.md); the tests hold it to 1e-6.
     """
@@ -763,20 +852,25 @@ def kde_sweep(t, y, noise_vars, chunk_size=None, precision="float32") -> list[KD
         raise ValueError(f"precision must be one of {sorted(dtypes)}, got {precision!r}")
     n = t.shape[0]
     labels, class_sizes = _classes(y, "y", n, t.device)
-    labels, order = labels.sort(stable=True)
-    blocks = _class_blocks(class_sizes.tolist(), int(chunk_size))
-
-    h = t.to(torch.float64)[order]
+    rows, classes, weights = distinct_rows(t, y)
+    if len(rows) > _DISTINCT_SHARE * n:
+        rows, classes, weights = t, labels, None
+    h = rows.to(torch.float64)
     h = h - h.mean(0)  # distances are shift-invariant; centring shrinks the norms that cancel in D
-    sums = _kernel_block_sums(h, blocks, scales, dtypes[precision]).to(torch.float64)
+    classes, order = classes.sort(stable=True)
+    h = h[order]
+    weights = None if weights is None else weights[order]
+    blocks = _class_blocks(torch.bincount(classes, minlength=len(class_sizes)).tolist(), int(chunk_size))
+    sums = _kernel_block_sums(h, weights, blocks, scales, dtypes[precision]).to(torch.float64)
     block_classes = torch.tensor([c for _, c in blocks], device=t.device)
-    same_class = block_classes[:, None] == labels[None, :]  # [blocks, N]
-    log_sums = torch.stack([sums.sum(2).log().sum(-1), (sums * same_class).sum(2).log().sum(-1)], -1)
+    same_class = block_classes[:, None] == classes[None, :]  # [blocks, M]
+    # log_sums[variance, kernel, restriction]: sum over rows i of log sum_j k_ij; kernel 0 = KL,
+    # 1 = BD; restriction 0 = all j, 1 = j in the class of i
+    log_sums = torch.stack([sums.sum(2).log(), (sums * same_class).sum(2).log()], -1)
+    log_sums = log_sums.sum(-2) if weights is None else (log_sums * weights.to(torch.float64)[:, None]).sum(-2)
 
     class_sizes = class_sizes.to(torch.float64)
     mean_log_class_size = (class_sizes * class_sizes.log()).sum() / n
-    # log_sums[variance, kernel, restriction]: sum over rows i of log sum_j k_ij; kernel 0 = KL,
-    # 1 = BD; restriction 0 = all j, 1 = j in the class of i
     i_xt = (math.log(n) - log_sums[..., 0] / n) / math.log(2)
     i_ty = i_xt + (log_sums[..., 1] / n - mean_log_class_size) / math.log(2)
     return [KDEBounds(*(MI(i_xt[v, k].item(), i_ty[v, k].item()) for k in (0, 1))) for v in range(len(scales))]

@@ -8,17 +8,12 @@ C*H*W units) to the estimators. The model's modes, gradients and random number s
 as they were. `Probe.history` holds one row per (step, layer, estimator output): I(X;T) and
 I(T;Y) in bits, with X uniform over the rows of `x_ref`, as everywhere in `ibutils.mi`.
 
-Estimators, each giving the numbers of the `ibutils.mi` function it names:
-
-- `Binned(bins, value_range)`: `mi.binned`, equal-width bins on a fixed range. Streaming.
-- `BinnedFloor(bin_width)`: `mi.binned_floor`, ibsgd's bins of fixed width anchored at 0. Streaming.
-- `EqualMassBinned(bins, low)`: `mi.binned` on `mi.equal_mass_edges`, Chelombiev et al.'s
-  adaptive bins (each holds an equal share of the layer's distinct values at that step).
-- `KDE(noise_var)`: `mi.kde`, the upper and lower pairwise-distance bounds (two outputs).
-- `Kraskov(k)`: k-nearest-neighbour entropies (`mi.kraskov_entropy`): H(T), and
-  H(T) - sum_y p(y) H(T | Y = y) for I(T;Y).
-- `Function(fn)`, or a bare callable: your own `fn(t, y) -> (i_xt, i_ty)` in bits, with `t`
-  the layer's rows `[N, units]` on the model's device and `y` the labels `[N]` (int64, same device).
+Estimators: the family of `ibutils.estimators`, whose names this module also exports (`Binned`,
+`BinnedFloor`, `EqualMassBinned`, `KDE`, `Kraskov`, `Function`, `PrecisionBinned`, `Quantised`,
+and the bases `StreamingBinning` and `WholeLayer` for your own), each giving the numbers of the
+`ibutils.mi` function it names. A bare callable `fn(t, y) -> (i_xt, i_ty)` in bits is wrapped in
+`Function`; `t` is then the layer's rows `[N, units]` on the model's device and `y` the labels
+`[N]` (int64, same device).
 
 A streaming estimator (`StreamingBinning`) turns each batch into integer bin codes at once and
 keeps only those, packed several to an int64; the others (`WholeLayer`) need all N rows of a layer
@@ -38,13 +33,15 @@ import math
 import numbers
 import os
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ibutils import mi, plots
+from ibutils.estimators import (KDE, Binned, BinnedFloor, EqualMassBinned, Estimator, Function, Kraskov,  # noqa: F401
+                                PrecisionBinned, Quantised, StreamingBinning, WholeLayer, _whole_number)
 from ibutils.progress import phase
 
 _KEY_BITS = 62  # packed keys stay below 2**62, leaving mi.discrete room for the label bits
@@ -53,165 +50,6 @@ _NAMES_SHOWN = 60  # module names listed in an unknown-layer error
 
 
 # --- estimators ---------------------------------------------------------------------------------
-
-
-class Estimator:
-    """One way of turning a layer's activity on the reference set into bits.
-
-    `name` labels the estimator's rows in the history; `outputs()` are the estimator names its
-    rows carry (one per bound, for estimators that give several). Subclass `StreamingBinning`
-    or `WholeLayer`, not this class.
-    """
-
-    name: str
-
-    def outputs(self) -> tuple[str, ...]:
-        return (self.name,)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({fields})"
-
-
-class StreamingBinning(Estimator):
-    """A binning estimator whose codes are computed batch by batch, so only codes are kept.
-
-    Subclasses set `base` (every code lies in [0, base), or None when the codes are unbounded)
-    and implement `codes(t)`: integer codes `[b, units]` (int64) of a batch `t` `[b, units]`,
-    each value coded on its own, so that batching cannot change them. The estimate is
-    `mi.discrete` of all codes, the plug-in I(X;T) = H(T) and I(T;Y) of the binned layer.
-    """
-
-    base: int | None = None
-
-    def codes(self, t: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class WholeLayer(Estimator):
-    """An estimator that needs all N rows of a layer at once (e.g. the KDE, O(N^2) in time).
-
-    Subclasses implement `estimate(t, y)`: `t` is the layer's activity `[N, units]` (the
-    layer's own float dtype, on the model's device), `y` the int64 labels `[N]` on the same
-    device; return `{output name: mi.MI(i_xt, i_ty)}` in bits, for every name in `outputs()`.
-    `EqualMassBinned` is a complete example in five lines.
-    """
-
-    def estimate(self, t: torch.Tensor, y: torch.Tensor) -> dict[str, mi.MI]:
-        raise NotImplementedError
-
-
-def _whole_number(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-class Binned(StreamingBinning):
-    """`mi.binned(t, y, bins, value_range)`: `bins` equal bins on `value_range` per unit, values
-    outside going to the end bins (the default is Saxe et al.'s tanh setting, 30 bins on [-1, 1])."""
-
-    def __init__(self, bins: int = 30, value_range: tuple[float, float] = (-1.0, 1.0), name: str = "binned"):
-        if not _whole_number(bins) or bins < 1:
-            raise ValueError(f"bins must be a positive int, got {bins!r}")
-        try:
-            lo, hi = (float(v) for v in value_range)
-        except (TypeError, ValueError):
-            raise ValueError(f"value_range must be a pair of numbers (lo, hi), got {value_range!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"value_range must be finite with lo < hi, got {value_range!r}")
-        self.bins, self.value_range, self.name, self.base = int(bins), (lo, hi), name, int(bins)
-
-    def codes(self, t: torch.Tensor) -> torch.Tensor:
-        return mi.bin_codes(t, self.bins, self.value_range)
-
-
-class BinnedFloor(StreamingBinning):
-    """`mi.binned_floor(t, y, bin_width)`: code = floor(t / bin_width), unbounded bins anchored at 0
-    (ibsgd: 0.5 for MNIST networks, 0.07 for the Tishby network)."""
-
-    def __init__(self, bin_width: float, name: str = "binned_floor"):
-        if isinstance(bin_width, bool) or not isinstance(bin_width, numbers.Real) or not (
-                math.isfinite(bin_width) and bin_width > 0):
-            raise ValueError(f"bin_width must be a positive finite number, got {bin_width!r}")
-        self.bin_width, self.name = float(bin_width), name
-
-    def codes(self, t: torch.Tensor) -> torch.Tensor:
-        quotients = torch.floor(t / self.bin_width)  # in t's dtype, as mi.binned_floor divides
-        if not quotients.abs().max() < 2**63:
-            raise ValueError(f"bin_width {self.bin_width} is too small: t / bin_width leaves the int64 range")
-        return quotients.to(torch.int64)
-
-
-class KDE(WholeLayer):
-    """`mi.kde(t, y, noise_var)`: Kolchinsky & Tracey's bounds for T + N(0, noise_var I); two
-    outputs, `<name>_upper` (pairwise KL) and `<name>_lower` (Bhattacharyya). O(N^2 units) time."""
-
-    def __init__(self, noise_var: float = 0.1, name: str = "kde"):
-        if isinstance(noise_var, bool) or not isinstance(noise_var, numbers.Real) or not (
-                math.isfinite(noise_var) and noise_var > 0):
-            raise ValueError(f"noise_var must be a positive finite number, got {noise_var!r}")
-        self.noise_var, self.name = float(noise_var), name
-
-    def outputs(self) -> tuple[str, ...]:
-        return (f"{self.name}_upper", f"{self.name}_lower")
-
-    def estimate(self, t, y):
-        bounds = mi.kde(t, y, self.noise_var)
-        return dict(zip(self.outputs(), (bounds.upper, bounds.lower)))
-
-
-class EqualMassBinned(WholeLayer):
-    """`mi.binned(t, y, mi.equal_mass_edges(t, bins, low))`: adaptive bins (Chelombiev, Houghton &
-    O'Donnell 2019), found at each measurement from all the layer's values, each bin holding an
-    equal share of its distinct values; `low` is the activation's smallest possible value (-1 for
-    tanh, 0 for ReLU; None: the layer's minimum)."""
-
-    def __init__(self, bins: int = 30, low: float | None = None, name: str = "equal_mass"):
-        if not _whole_number(bins) or bins < 1:
-            raise ValueError(f"bins must be a positive int, got {bins!r}")
-        self.bins, self.low, self.name = int(bins), low, name
-
-    def estimate(self, t, y):
-        return {self.name: mi.binned(t, y, bins=mi.equal_mass_edges(t, self.bins, low=self.low))}
-
-
-class Kraskov(WholeLayer):
-    """Kraskov et al.'s k-nearest-neighbour entropies (`mi.kraskov_entropy`, Saxe et al. App. B.3),
-    in bits: I(X;T) is given as H(T), which is I(X;T) up to the entropy of the noise that makes it
-    finite (a constant; so it can be negative), and I(T;Y) as H(T) - sum_y p(y) H(T | Y = y), the
-    entropy of each class's rows estimated the same way (the constants cancel). Every class needs
-    more than k rows. Coinciding rows (e.g. ReLU zeros) drive the entropies towards log2(eps)."""
-
-    def __init__(self, k: int = 2, eps: float = 1e-16, name: str = "kraskov"):
-        if not _whole_number(k) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
-        self.k, self.eps, self.name = int(k), eps, name
-
-    def estimate(self, t, y):
-        try:
-            return {self.name: mi.kraskov(t, y, self.k, self.eps)}
-        except ValueError as err:
-            raise ValueError(f"estimator {self.name!r}: {err}") from None
-
-
-class Function(WholeLayer):
-    """Your own estimator: `fn(t, y) -> (i_xt, i_ty)` in bits, `t` `[N, units]` and `y` `[N]` as in
-    `WholeLayer.estimate`. `name` defaults to the function's name."""
-
-    def __init__(self, fn: Callable, name: str | None = None):
-        if not callable(fn):
-            raise ValueError(f"fn must be callable as fn(t, y) -> (i_xt, i_ty), got {fn!r}")
-        self.fn, self.name = fn, name or getattr(fn, "__name__", type(fn).__name__)
-
-    def estimate(self, t, y):
-        result = self.fn(t, y)
-        try:
-            i_xt, i_ty = (float(v) for v in result)
-        except (TypeError, ValueError):
-            raise ValueError(f"estimator {self.name!r} must return (i_xt, i_ty), two numbers in bits, "
-                             f"got {result!r}") from None
-        if not (math.isfinite(i_xt) and math.isfinite(i_ty)):
-            raise ValueError(f"estimator {self.name!r} returned non-finite bits ({i_xt}, {i_ty})")
-        return {self.name: mi.MI(i_xt, i_ty)}
 
 
 def _estimators(estimators) -> list[Estimator]:

@@ -17,6 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 RUNS = {
     "linear": ["bench_linear.py", "--smoke"],
     "estimators": ["bench_estimators.py", "--smoke"],
+    "estimator-study": ["bench_estimator_study.py", "--smoke"],
     "probe": ["bench_probe.py", "--smoke"],
     "table": ["run.py", "--smoke"],
     "profile": ["run.py", "--smoke", "--profile"],

@@ -90,4 +90,6 @@ def test_no_import_circles():
 def test_estimators_and_the_probe_sit_low():
     graph = import_graph()
     assert graph["gaussian"] == set() and graph["progress"] == set()
-    assert graph["probe"] <= {"mi", "plots", "progress"}, graph["probe"]
+    assert graph["estimators"] == {"mi"}, graph["estimators"]
+    assert graph["probe"] <= {"estimators", "mi", "plots", "progress"}, graph["probe"]
+    assert "estimators" in graph["infoplane"] and "estimators" in graph["experiments"]
