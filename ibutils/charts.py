@@ -50,7 +50,7 @@ BOKEHJS_STATIC = f"bokeh/bokeh-{bokeh.__version__}.min.js"  # under the site's _
 CHARTS_JS_ENV = "IBUTILS_CHARTS_JS"  # "site": BokehJS comes from the page, not from the output
 
 FONT = {"title": "14px", "axis_label": "13px", "tick": "12px", "legend": "12px"}  # all >= 11 px
-PANEL_HEIGHT = 470  # px: the toolbar, the frame, the legend (two rows) and the colour bar below it
+PANEL_HEIGHT = 440  # px: the toolbar, the frame, the legend (two rows) and the colour bar below it
 MARKERS = ("circle", "square", "triangle", "diamond", "inverted_triangle", "star", "hex", "plus")
 PALETTE_SIZE = 256
 FALLBACK_DPI = 200  # twice `plots.STYLE["figure.dpi"]`: a retina PNG
@@ -184,11 +184,12 @@ def _panel(title: str, plane: Plane, mapper, x_range, y_range, h_x: float | None
         points.append(dots)
     fig.add_tools(HoverTool(renderers=points, tooltips=_tooltips(plane)))
     legend = Legend(items=items, click_policy="hide", orientation="horizontal", ncols=3,
-                    label_text_font_size=FONT["legend"], location="center", border_line_color=None)
+                    label_text_font_size=FONT["legend"], location="center", border_line_color=None,
+                    margin=0, padding=4)
     fig.add_layout(legend, "below")
     fig.add_layout(ColorBar(color_mapper=mapper, orientation="horizontal", title=plane.time_label, height=10,
                             title_text_font_size=FONT["legend"], major_label_text_font_size=FONT["tick"],
-                            title_text_font_style="normal", location="center"), "below")
+                            title_text_font_style="normal", location="center", padding=2, margin=0), "below")
     return fig, sources
 
 
