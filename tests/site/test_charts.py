@@ -78,8 +78,8 @@ _TOOLTIP_JS = """
     }
   })(document.body);
   return found.map(content => {
-    const labels = Array.from(content.querySelectorAll('.bk-tooltip-row-label')).map(e => e.textContent.replace(/:$/, ''));
-    const values = Array.from(content.querySelectorAll('.bk-tooltip-row-value')).map(e => e.textContent);
+    const labels = Array.from(content.querySelectorAll('.bk-tooltip-row-label')).map(e => e.textContent.trim().replace(/:$/, ''));
+    const values = Array.from(content.querySelectorAll('.bk-tooltip-row-value')).map(e => e.textContent.trim());
     return {rows: labels.map((l, i) => [l, values[i]]),
             font: parseFloat(getComputedStyle(content).fontSize)};
   });
@@ -161,7 +161,7 @@ def test_charts_render_from_the_site_with_their_fallback(chapter, browser, site_
             assert c["fallback"] and c["natural"] > 0 and not c["fallback_shown"], f"{chapter}: chart {i}'s fallback: {c}"
             assert c["data_line"], f"{chapter}: chart {i} has no data line under it"
         scripts = page.evaluate("() => Array.from(document.scripts).map(s => s.src).filter(s => /bokeh/.test(s))")
-        assert [s.split("/_static/")[-1] for s in scripts] == [charts.BOKEHJS_STATIC], scripts
+        assert [s.split("/_static/")[-1].split("?")[0] for s in scripts] == [charts.BOKEHJS_STATIC], scripts
         assert page.evaluate("() => Bokeh.version") == charts.BOKEHJS_STATIC.split("-")[1].removesuffix(".min.js")
         assert not visit.external, f"{chapter}: requests leaving 127.0.0.1: {visit.external}"
         assert not visit.failed, f"{chapter}: failed requests: {visit.failed}"
