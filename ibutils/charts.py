@@ -498,11 +498,12 @@ def _table_html(matrix, rows, columns, row_labels, column_labels, planes, shown)
             else:
                 cells.append(f"<td>{inner}</td>")
         body.append(f'<tr><th scope="row">{html.escape(row_labels.get(row, row))}</th>{"".join(cells)}</tr>')
-    caption = ("Compression (bits) by network and estimator: in each cell the most compressing hidden layer "
-               "above the output layer, seed mean ± standard deviation over seeds; the colour is the verdict. "
-               f"Click a cell (or focus it and press Enter) to show its information plane below the table.")
+    caption = "Compression (bits) by network and estimator"
+    guide = ("In each cell the most compressing hidden layer above the output layer, seed mean ± standard "
+             "deviation over seeds; the colour is the verdict. Click a cell (or focus it and press Enter) to "
+             "show its information plane below the table.")
     legend = "".join(f'<li><span class="ibutils-verdict-swatch" style="background:{plots.VERDICT_COLOURS[v]}">'
                      f"</span>{html.escape(text)}</li>" for v, text in VERDICT_TEXT.items())
-    return (f'<div class="ibutils-verdict-wrap"><table class="ibutils-verdict"><caption>{html.escape(caption)}</caption>'
+    return (f'<p class="ibutils-verdict-guide">{html.escape(guide)}</p><div class="ibutils-verdict-wrap"><table class="ibutils-verdict"><caption>{html.escape(caption)}</caption>'
             f'<thead><tr><th scope="col">network</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
             f'<ul class="ibutils-verdict-legend" aria-label="verdict colours">{legend}</ul>')
