@@ -18,6 +18,8 @@ Modules, one concept each:
 - `ibutils.store`: the run cache's files: plain data, checksummed, written atomically, loaded without pickle.
 - `ibutils.plots`: the figure style and the figure functions.
 - `ibutils.widgets`: pre-rendered sliders for the static site, live controls in a kernel.
+- `ibutils.charts`: explorable information planes and chapter 6's verdict table (Bokeh), with
+  the matplotlib figures as their fallback, on the site and in JupyterLab.
 - `ibutils.progress`: progress bars that reach the terminal of the book's runner, and the time
   split of a run into training, estimating and plotting.
 - `ibutils.scoreboard`, `ibutils.sitedata`, `ibutils.execute`: building the book and its site.

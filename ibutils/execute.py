@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from ibutils import progress, scoreboard
+from ibutils import charts, progress, scoreboard
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -230,6 +230,8 @@ def kernel_env() -> dict[str, str]:
         # switches off plain tqdm bars of other code, whose text would land in the notebook; tqdm's
         # notebook bar (tqdm.auto in a kernel) ignores it, so chapters use progress.progress_bar.
         "TQDM_DISABLE": "1",
+        # the charts (ibutils.charts) leave BokehJS to the page, which loads it from the site's _static/
+        charts.CHARTS_JS_ENV: "site",
     }
     data = data_folder()
     if data is not None:
@@ -439,9 +441,13 @@ def vendor_js() -> None:
     """Put the JS the pages need under the mirror's `_static/` (never from a CDN).
 
     - MathJax 3 (Sphinx's math renderer), trimmed to the CHTML output;
-    - the ipywidgets embed manager and require.js, only when a chapter saved widget state.
+    - the ipywidgets embed manager and require.js, only when a chapter saved widget state;
+    - BokehJS from the installed bokeh package, for the charts (`ibutils.charts.BOKEHJS_STATIC`).
     """
     static = SRC / "book" / "_static"
+    shutil.rmtree(static / Path(charts.BOKEHJS_STATIC).parent, ignore_errors=True)
+    (static / charts.BOKEHJS_STATIC).parent.mkdir(parents=True)
+    shutil.copy2(charts.bokehjs_file(), static / charts.BOKEHJS_STATIC)
     shutil.rmtree(static / "widgets", ignore_errors=True)
     mj = static / "mathjax"
     if not (mj / "tex-mml-chtml.js").exists():

@@ -5,7 +5,7 @@
   folder, relative to the page (default `_static/results`); the chapters are the page's
   sibling notebooks `NN_<chapter-id>.ipynb`, and each row links to its chapter's Findings.
 - Data behind the figures: on a chapter page whose results JSON is published, every cell
-  output with a figure (an image, or an `ibutils-slider`) gets a line under it linking that
+  output with a figure (an image, an `ibutils-slider` or an `ibutils-chart`) gets a line under it linking that
   JSON and the CSV tables (`ibutils.sitedata`, written by `ibutils.execute.stage_results`),
   and the page gets a closing section "Data behind the figures" listing the files.
 - Pages must log no console errors (tests/site checks this):
@@ -24,7 +24,10 @@
   the first paragraph of each docstring, not autosummary's "first sentence", which ends at the
   first ". " and so cut "Saxe et al. (2018), Fig. 2 ..." after "Fig.". A docstring's first
   paragraph ends where its author ended it.
-- `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width.
+- Charts (`ibutils.charts`): a page holding one loads BokehJS from the site's `_static/`
+  (`charts.BOKEHJS_STATIC`, put there by `ibutils.execute.vendor_js`); other pages do not.
+- `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width,
+  charts and their fallback figures, chapter 6's verdict table.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from docutils import nodes
 from sphinx.ext.autosummary import Autosummary, import_by_name
 from sphinx.util.docutils import SphinxDirective
 
-from ibutils import scoreboard
+from ibutils import charts, scoreboard
 
 DATA_SECTION_ID = "data-behind-the-figures"
 
@@ -57,6 +60,12 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
             seen.add(key)
             kept.append(js)
     scripts[:] = kept
+
+
+def _load_bokehjs(app, pagename, templatename, context, doctree):
+    """BokehJS for the pages that show a chart (the charts' outputs leave it to the page)."""
+    if 'class="ibutils-chart"' in context.get("body", ""):
+        app.add_js_file(charts.BOKEHJS_STATIC)
 
 
 class Scoreboard(SphinxDirective):
@@ -100,7 +109,8 @@ def _shows_figure(output: nodes.Element) -> bool:
         kind = mime.get("mime_type", "")
         if kind.startswith("image/"):
             return True
-        if kind == "text/html" and 'class="ibutils-slider"' in mime.astext():
+        if kind == "text/html" and any(f'class="{name}"' in mime.astext()
+                                       for name in ("ibutils-slider", "ibutils-chart")):
             return True
     return False
 
@@ -252,6 +262,7 @@ class ParagraphAutosummary(Autosummary):
 
 
 def setup(app):
+    app.connect("html-page-context", _load_bokehjs)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.setup_extension("sphinx.ext.autosummary")  # registered first, so that ours replaces it
     app.add_directive("autosummary", ParagraphAutosummary, override=True)
