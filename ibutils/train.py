@@ -32,6 +32,8 @@ from ibutils import store
 from ibutils.progress import phase, progress_bar
 
 ACTIVATIONS = ("tanh", "relu", "softsign", "softplus", "sigmoid", "linear")
+# activations whose derivative the backward pass takes from the net input z rather than from h = f(z)
+FROM_NET_INPUT = frozenset({"softplus"})
 INITS = ("fan_in", "fan_out", "glorot")
 OPTIMIZERS = ("adam", "sgd")
 CHECKPOINT_EVERY_S = 120.0  # default seconds of training between two checkpoints
@@ -49,15 +51,16 @@ def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
         return z.clamp_min_(0)
     if name == "softsign":
         return z.div_(z.abs().add_(1))
-    if name == "softplus":
-        return z.copy_(torch.nn.functional.softplus(z))
+    if name == "softplus":  # torch.nn.functional.softplus, in place
+        return torch.ops.aten.softplus.out(z, 1, 20, out=z)
     if name == "sigmoid":
         return z.sigmoid_()
     return z
 
 
 def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Multiply `dz` in place by f'(z), written in terms of h = f(z) (the forward pass keeps no z)."""
+    """Multiply `dz` in place by f'(z), written in terms of h = f(z), or of the net input z
+    itself (pass z as `h`) for the activations in `FROM_NET_INPUT`."""
     if name == "tanh":  # the fused kernels autograd uses: dz * (1 - h^2), dz * [h > 0], dz * h (1 - h)
         return torch.ops.aten.tanh_backward.grad_input(dz, h, grad_input=dz)
     if name == "relu":
@@ -66,8 +69,8 @@ def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten.sigmoid_backward.grad_input(dz, h, grad_input=dz)
     if name == "softsign":
         return dz.mul_((1 - h.abs()).square_())
-    if name == "softplus":
-        return dz.mul_(torch.expm1(-h).neg_())
+    if name == "softplus":  # autograd's kernel, from z: 1 - exp(-h) would need the slow expm1 (benchmarks/RESULTS.md)
+        return torch.ops.aten.softplus_backward.grad_input(dz, h, 1, 20, grad_input=dz)
     return dz
 
 
@@ -232,16 +235,19 @@ class Ensemble:
         return self
 
     def _forward(self, h: torch.Tensor, out: list[torch.Tensor] | None = None,
-                 raw: list[torch.Tensor] | None = None, net_inputs: list | None = None) -> list[torch.Tensor]:
+                 saved: list[torch.Tensor] | None = None, net_inputs: list | None = None) -> list[torch.Tensor]:
         """Layer activations `[S, units, n]` for inputs `h`, `[S, d, n]` or shared `[d, n]`,
         written into `out` (one buffer per layer, but the softmax output) when given.
 
-        In a quantised network, `raw` (buffers like `out`) receives each hidden layer's activity
-        before quantisation, for the backward pass. `net_inputs`, a list, receives a copy of
-        every layer's net input (pre-activation).
+        `saved` (buffers like `out`, when `_saves()`) receives what the backward pass takes each
+        hidden layer's f'(z) from when that is not the layer's output: the net input z for the
+        activations in `FROM_NET_INPUT`, else, in a quantised network, the activity before
+        quantisation. `net_inputs`, a list, receives a copy of every layer's net input
+        (pre-activation).
         """
         acts = []
         last = len(self.weights) - 1
+        from_net_input = self.activation in FROM_NET_INPUT
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = _matmul(w, h, out=None if out is None else out[l]).add_(b)
             if net_inputs is not None:
@@ -249,21 +255,27 @@ class Ensemble:
             if l == last:
                 h = torch.softmax(z, 1)
             else:
+                if saved is not None and from_net_input:
+                    saved[l].copy_(z)
                 h = _activate_(self.activation, z)
                 if self.quantise_bits is not None:
-                    if raw is not None:
-                        raw[l].copy_(h)
+                    if saved is not None and not from_net_input:
+                        saved[l].copy_(h)
                     fake_quantise_(h, self.quantise_bits)
             acts.append(h)
         return acts
 
+    def _saves(self) -> bool:
+        """Whether the backward pass needs more of the forward pass than the layers' outputs."""
+        return self.activation in FROM_NET_INPUT or self.quantise_bits is not None
+
     def _buffers(self, n: int) -> tuple[list[torch.Tensor], ...]:
-        """Per-layer `[S, width, n]` buffers for the activations and their gradients (and, in a
-        quantised network, the activity before quantisation), kept per n: a training step then
+        """Per-layer `[S, width, n]` buffers for the activations and their gradients (and, when
+        `_saves()`, for `_forward`'s `saved`), kept per n: a training step then
         allocates almost nothing (allocations of these sizes cost more than the arithmetic on
         them on the CPUs we measured)."""
         if n not in self._workspace:
-            sets = 2 if self.quantise_bits is None else 3
+            sets = 3 if self._saves() else 2
             self._workspace[n] = tuple([torch.empty(self.n_models, w, n, device=self.device, dtype=self.params.dtype)
                                         for w in self.sizes[1:]] for _ in range(sets))
         return self._workspace[n]
@@ -287,9 +299,9 @@ class Ensemble:
         with respect to its net input, dz `[S, fan_out, B]`, and its input h `[S, fan_in, B]`
         (buffers that the next call overwrites)."""
         n = x.shape[2]
-        acts, grads, *raw = self._buffers(n)
-        raw = raw[0] if raw else None  # quantised network: f'(z) is taken before quantisation
-        hs = [x, *self._forward(x, acts, raw)]
+        acts, grads, *saved = self._buffers(n)
+        saved = saved[0] if saved else None
+        hs = [x, *self._forward(x, acts, saved)]
         dz = torch.sub(hs[-1], onehot, out=grads[-1]).mul_(1.0 / n)
         for l in range(len(self.weights) - 1, -1, -1):
             _matmul(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
@@ -298,7 +310,7 @@ class Ensemble:
                 visit(l, dz, hs[l])
             if l:
                 dz = _matmul(self.weights[l].transpose(1, 2), dz, out=grads[l - 1])
-                _backprop_(self.activation, dz, hs[l] if raw is None else raw[l - 1])
+                _backprop_(self.activation, dz, hs[l] if saved is None else saved[l - 1])
 
     def backward(self, x: torch.Tensor, onehot: torch.Tensor, per_sample: bool = False) -> list[torch.Tensor] | None:
         """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.

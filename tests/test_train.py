@@ -41,6 +41,24 @@ def test_backward_matches_autograd(activation):
     torch.testing.assert_close(net.grad, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", train.ACTIVATIONS)
+def test_activation_and_its_derivative_match_autograd(activation):
+    """Elementwise, over net inputs from -120 to 120 (softplus's threshold at 20, float32 exp's
+    underflow near -87 and -103): the activity and the backward factor to rounding (tanh takes
+    NumPy's kernel), softplus's bit for bit (autograd's kernels)."""
+    z = torch.cat([torch.linspace(-120, 120, 200_001), torch.tensor([0.0, 20.0, -20.0])])
+    upstream = torch.rand(len(z), generator=torch.Generator().manual_seed(0)) + 0.5
+    reference = z.clone().requires_grad_(True)
+    expected_h = TORCH_ACTIVATIONS[activation](reference)
+    expected_h.backward(upstream)
+    h = train._activate_(activation, z.clone())
+    dz = train._backprop_(activation, upstream.clone(), z if activation in train.FROM_NET_INPUT else h)
+    if activation == "softplus":
+        assert torch.equal(h, expected_h.detach()) and torch.equal(dz, reference.grad)
+    torch.testing.assert_close(h, expected_h.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(dz, reference.grad, rtol=1e-6, atol=1e-6)
+
+
 def test_forward_gives_every_layer_and_probabilities():
     net = train.Ensemble(SIZES, 4, "tanh", device="cpu").initialise(range(4))
     acts = net.forward(torch.rand(100, 12))
