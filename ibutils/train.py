@@ -107,14 +107,30 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -
     return torch.matmul(a, b, out=out)
 
 
-def log_spaced_epochs(epochs: int, n: int) -> np.ndarray:
+def log_grid(first: float, last: float, n: int, log: Callable[[float], float] = np.log1p) -> np.ndarray:
+    """`n` points evenly spaced in `log(epoch)` (default log(1 + epoch)) from epoch `first` to
+    `last`, given as their `log(epoch)`, `[n]`: the one grid that every snapshot schedule of the
+    package is drawn from (`log_spaced_epochs`, `linear.log_epochs`, `infoplane.snapshot_subset`)."""
+    return np.linspace(log(first), log(last), n)
+
+
+def log_spaced_epochs(epochs: int, n: int, *, offset: int = 1) -> np.ndarray:
     """About `n` distinct snapshot epochs in [0, epochs], log-spaced, with 0 and `epochs`.
 
-    Epoch e means "after e epochs of training"; 0 is the initial network.
+    Epoch e means "after e epochs of training"; 0 is the initial network. `offset=1` (the
+    trainer's schedule): `n` points evenly spaced in log(1 + epoch) from 0 to `epochs`, rounded.
+    `offset=0` (the deep linear students', `linear.log_epochs`): epoch 0, then `n - 1` points
+    evenly spaced in log(epoch) from 1 to `epochs`, rounded (none between when `n` is 2).
     """
     if epochs < 0 or n < 2:
         raise ValueError(f"need epochs >= 0 and n >= 2, got epochs={epochs}, n={n}")
-    grid = np.unique(np.rint(np.logspace(0, math.log10(epochs + 1), n)).astype(np.int64) - 1)
+    if offset not in (0, 1):
+        raise ValueError(f"offset must be 0 or 1, got {offset!r}")
+    first, points = 1 - offset, n - 1 + offset
+    if offset == 0 and (epochs < 1 or points < 2):
+        return np.union1d(np.zeros(0, np.int64), [0, epochs])
+    grid = log_grid(first, epochs, points, lambda epoch: math.log10(offset + epoch))
+    grid = np.rint(np.power(10.0, grid)).astype(np.int64) - offset
     return np.union1d(grid, [0, epochs])
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibutils import data, train
+from ibutils import data, linear, train
 
 SIZES = (12, 10, 7, 5, 4, 3, 2)
 TORCH_ACTIVATIONS = {
@@ -179,12 +179,25 @@ def test_log_spaced_epochs():
     assert np.all(epochs[:10] == np.arange(10))
 
 
+def test_one_schedule_gives_the_trainers_and_the_linear_students_epochs():
+    """Both schedules come from `log_grid`: spaced in log(1 + epoch) from 0 (the trainer's), or
+    in log(epoch) from 1 with 0 added (`linear.log_epochs`), as they were before being merged."""
+    np.testing.assert_array_equal(train.log_spaced_epochs(100, 10), [0, 1, 2, 4, 7, 12, 21, 35, 59, 100])
+    np.testing.assert_array_equal(train.log_spaced_epochs(100, 10, offset=0), [0, 1, 2, 3, 6, 10, 18, 32, 56, 100])
+    np.testing.assert_array_equal(linear.log_epochs(100, 11), train.log_spaced_epochs(100, 11, offset=0))
+    np.testing.assert_array_equal(train.log_spaced_epochs(100, 2, offset=0), [0, 100])
+    assert len(train.log_spaced_epochs(10_000, 300)) == 218  # chapter 1's 218 snapshots at the paper profile
+    with pytest.raises(ValueError, match="offset must be 0 or 1"):
+        train.log_spaced_epochs(100, 10, offset=2)
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"activation": "gelu"}, "activation"), ({"init": "he"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"hidden": ()}, "hidden"), ({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0}, "lr"),
     ({"quantise_bits": 0}, "quantise_bits"), ({"quantise_bits": 8.0}, "quantise_bits"),
     ({"flush_denormal": 1}, "flush_denormal"),
 ])
+
 def test_bad_config_raises(kwargs, name):
     with pytest.raises(ValueError, match=name):
         train.TrainConfig(**kwargs)
