@@ -97,7 +97,7 @@ def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int | None, desc: str, pr
     for start in progress_bar(range(0, len(visit), chunk), desc=desc, unit="chunk", show=progress):
         acts, net_inputs = [], []
         for k in visit[start:start + chunk]:
-            net.load(run.params[k].to(x.device))
+            net.load(run.flat_params(k).to(x.device))
             with torch.no_grad():
                 acts.append([a.transpose(1, 2) for a in net.forward(x)])
                 if net_input:

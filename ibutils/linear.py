@@ -730,7 +730,7 @@ def sweep(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 100, si
 
 def plot_errors(ax, run: LinearRun, ylim=None) -> None:
     """Train error and exact test error against epoch (log-log), seed mean with a ±1 sd band."""
-    curves = {"train": run.train_error.T, "test (exact)": run.test_error.T}
+    curves = {"train": run.train_error, "test (exact)": run.test_error}
     plots.learning_curves(ax, run.epochs, curves, ylabel="squared error")
     ax.set(yscale="log", ylim=ylim)
 

@@ -427,14 +427,17 @@ class _SGD:
 
 @dataclass
 class Run:
-    """What training recorded. Arrays are `[snapshots, seeds]` unless noted.
+    """What training recorded. Arrays are `[seeds, snapshots]` unless noted (seeds first, as in
+    every result type of the package).
 
-    `params` is `[snapshots, n_params]` (all seeds' flat buffers, on the CPU) when kept;
+    `params` is `[seeds, snapshots, m]` (each model's m parameters, on the CPU, in the order of
+    `Ensemble`'s flat buffer: every layer's weights, then every layer's biases) when kept;
     `Run.ensemble(k)` rebuilds the networks of snapshot k. `select` and `join` split a run into
     groups of seeds and put groups back together.
     """
 
     METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+    LAYOUT = 2  # 1: metrics [snapshots, seeds], params [snapshots, all seeds' flat buffer]
 
     config: TrainConfig
     seeds: tuple[int, ...]
@@ -447,28 +450,23 @@ class Run:
     params: torch.Tensor | None = field(default=None, repr=False)
 
     def ensemble(self, k: int, device: torch.device | str | None = None) -> Ensemble:
-        if self.params is None:
-            raise ValueError("this run kept no parameters (train with keep_params=True)")
         net = Ensemble(self.sizes, len(self.seeds), self.config.activation, device=device,
                        quantise_bits=self.config.quantise_bits)
-        return net.load(self.params[k].to(net.device))
+        return net.load(self.flat_params(k).to(net.device))
 
-    def _params_per_model(self) -> list[torch.Tensor]:
-        """`params` as one `[snapshots, seeds, m]` tensor per block of the flat buffer (each
-        layer's weights, then each layer's biases; m values per model)."""
-        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
-        sizes = [a * b for a, b in pairs] + [b for _, b in pairs]
-        n = len(self.seeds)
-        blocks = torch.split(self.params, [n * m for m in sizes], dim=1)
-        return [block.reshape(len(block), n, m) for block, m in zip(blocks, sizes)]
+    def flat_params(self, k: int) -> torch.Tensor:
+        """All models' parameters at snapshot k as one flat buffer, `Ensemble.params`'s layout."""
+        if self.params is None:
+            raise ValueError("this run kept no parameters (train with keep_params=True)")
+        blocks = torch.split(self.params[:, k], _block_sizes(self.sizes), dim=1)
+        return torch.cat([block.reshape(-1) for block in blocks])
 
     def select(self, index: Sequence[int]) -> "Run":
         """The run of the models at positions `index` (e.g. a group of seeds), parameters included."""
         index = [int(i) for i in index]
-        params = None if self.params is None else torch.cat(
-            [block[:, index].flatten(1) for block in self._params_per_model()], 1)
-        return replace(self, seeds=tuple(self.seeds[i] for i in index), params=params,
-                       **{key: getattr(self, key)[:, index] for key in self.METRICS})
+        return replace(self, seeds=tuple(self.seeds[i] for i in index),
+                       params=None if self.params is None else self.params[index],
+                       **{key: getattr(self, key)[index] for key in self.METRICS})
 
     @classmethod
     def join(cls, parts: Sequence["Run"]) -> "Run":
@@ -476,10 +474,21 @@ class Run:
         of `parts`; parameters are kept when every part kept them."""
         params = None
         if all(part.params is not None for part in parts):
-            per_block = zip(*(part._params_per_model() for part in parts))
-            params = torch.cat([torch.cat(blocks, 1).flatten(1) for blocks in per_block], 1)
+            params = torch.cat([part.params for part in parts])
         return replace(parts[0], seeds=tuple(s for part in parts for s in part.seeds), params=params,
-                       **{key: np.concatenate([getattr(p, key) for p in parts], 1) for key in cls.METRICS})
+                       **{key: np.concatenate([getattr(p, key) for p in parts]) for key in cls.METRICS})
+
+
+def _block_sizes(sizes: Sequence[int]) -> list[int]:
+    """Parameters per model in each block of `Ensemble`'s flat buffer: each layer's weights, then each layer's biases."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    return [a * b for a, b in pairs] + [b for _, b in pairs]
+
+
+def _per_model(flat: torch.Tensor, sizes: Sequence[int], n_models: int) -> torch.Tensor:
+    """Flat buffers `[snapshots, n_params]` (`Ensemble.params` at each snapshot) as `[models, snapshots, m]`."""
+    blocks = torch.split(flat, [n_models * m for m in _block_sizes(sizes)], dim=1)
+    return torch.cat([block.reshape(len(flat), n_models, -1) for block in blocks], 2).transpose(0, 1).contiguous()
 
 
 def _metrics(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -601,7 +610,7 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
     train_idx, test_idx : `[S, n_train]`, `[S, n_test]` row indices per seed.
     config : the architecture, optimiser and schedule.
     seeds : S integers; seed s initialises and shuffles model s.
-    keep_params : keep a CPU copy of all parameters at every snapshot (`Run.params`).
+    keep_params : keep a CPU copy of all parameters at every snapshot (`Run.params`, seeds first).
     on_snapshot : hooks called as `hook(epoch, activations)` with the activations of
         every layer on all N rows of `x`, each `[S, N, width]`.
     on_batch : hooks called as `hook(epoch, net, x_batch, onehot_batch)` for every minibatch
@@ -745,5 +754,5 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         checkpoints.save_if_due(lambda: {"epoch": epoch, "next_snap": next_snap, **_state(*run_objects)})
 
     return Run(config=config, seeds=seeds, sizes=sizes, epochs=snap_epochs,
-               params=torch.stack(kept) if keep_params else None,
-               **{key: np.stack(values) for key, values in record.items()})
+               params=_per_model(torch.stack(kept), sizes, n_seeds) if keep_params else None,
+               **{key: np.stack(values, 1) for key, values in record.items()})

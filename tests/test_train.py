@@ -97,13 +97,13 @@ def test_a_seed_does_not_depend_on_its_companions(tishby):
     net_alone, net_together = alone.ensemble(-1), together.ensemble(-1)
     for w_alone, w_together in zip(net_alone.weights, net_together.weights):
         torch.testing.assert_close(w_alone[0], w_together[1], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(alone.test_acc[:, 0], together.test_acc[:, 1])
+    np.testing.assert_allclose(alone.test_acc[0], together.test_acc[1])
 
 
 def test_training_learns_the_task(tishby):
     run = _small_run(tishby, [0, 1], epochs=150, snapshots=4, lr=1e-2)
-    assert run.train_loss[-1].mean() < 0.6 * run.train_loss[0].mean()
-    assert run.test_acc[-1].min() > 0.8
+    assert run.train_loss[:, -1].mean() < 0.6 * run.train_loss[:, 0].mean()
+    assert run.test_acc[:, -1].min() > 0.8
     assert run.epochs[0] == 0 and run.epochs[-1] == 150
 
 
