@@ -92,3 +92,31 @@ def kde(t: np.ndarray, y: np.ndarray, noise_var: float) -> list[tuple[float, flo
         )
         bounds.append((h_t / math.log(2), (h_t - h_t_given_y) / math.log(2)))
     return bounds
+
+
+def _softplus_activate_(name: str, z: torch.Tensor) -> torch.Tensor:
+    if name == "softplus":
+        return z.copy_(torch.nn.functional.softplus(z))
+    return _TRAINER_ACTIVATE(name, z)
+
+
+def _softplus_backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    if name == "softplus":
+        return dz.mul_(torch.expm1(-h).neg_())
+    return _TRAINER_BACKPROP(name, dz, h)
+
+
+_TRAINER_ACTIVATE, _TRAINER_BACKPROP = train._activate_, train._backprop_
+
+
+class expm1_softplus:
+    """A context in which the trainer's softplus is the one before issue 23: forward into a new
+    tensor copied back, backward f'(z) = 1 - exp(-h) = -expm1(-h) from the output h (no net
+    input kept). An `Ensemble` made and stepped only inside it trains that way."""
+
+    def __enter__(self):
+        self.saved = train._activate_, train._backprop_, train.FROM_NET_INPUT
+        train._activate_, train._backprop_, train.FROM_NET_INPUT = _softplus_activate_, _softplus_backprop_, frozenset()
+
+    def __exit__(self, *exc):
+        train._activate_, train._backprop_, train.FROM_NET_INPUT = self.saved

@@ -5,6 +5,7 @@
     python benchmarks/run.py --profile             # where a short pipeline spends its time (cProfile)
     python benchmarks/run.py --chapter --workers 2 # chapter 1 at paper scale, run for real: wall, peak RSS
     python benchmarks/run.py --late                # a step late in training vs early, subnormals kept / flushed
+    python benchmarks/run.py --activations         # a softplus step against a tanh step, softplus before / after issue 23
 
 The table has one row per component: our time, the baseline's (`baselines.py`: an
 `nn.Sequential` + `torch.optim.Adam` per seed, a per-seed forward pass, `np.unique(axis=0)`
@@ -19,6 +20,7 @@ baseline agree (exits non-zero if not); nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import math
 import os
@@ -303,6 +305,86 @@ def late_mode(size, repeats: int, cache: bool) -> int:
     return 0
 
 
+def _activation_op_times(stepper, context, x_batch, repeats: int) -> tuple[float, float, float]:
+    """Seconds per step of the hidden layers' activation (forward, in place on a copy of the net
+    input, plus the copy of z that the backward pass takes f' from where it needs one), their
+    derivative factors (backward, on a copy of a gradient), and of the copies alone, on one
+    minibatch of the chapter's network: the best of `repeats` rounds of 20."""
+    activation = stepper.net.activation
+    with context():
+        net_inputs = []
+        stepper.net._forward(x_batch, net_inputs=net_inputs)
+        zs = net_inputs[:-1]
+        hs = [train._activate_(activation, z.clone()) for z in zs]
+        sources = zs if activation in train.FROM_NET_INPUT else hs
+        work, kept, dzs = [torch.empty_like(z) for z in zs], [torch.empty_like(z) for z in zs], [torch.randn_like(z) for z in zs]
+
+        def forward():
+            for z, w, k in zip(zs, work, kept):
+                if activation in train.FROM_NET_INPUT:
+                    k.copy_(z)
+                train._activate_(activation, w.copy_(z))
+
+        def backward():
+            for source, w, dz in zip(sources, work, dzs):
+                train._backprop_(activation, w.copy_(dz), source)
+
+        def copies():
+            for z, w in zip(zs, work):
+                w.copy_(z)
+
+        timed = [best(lambda: [fn() for _ in range(20)], repeats)[1] / 20 for fn in (forward, backward, copies)]
+    return tuple(timed)
+
+
+def activations_mode(size, repeats: int) -> int:
+    """Per-step cost of softplus against tanh (issue 23) on chapter 1's network (the one chapter
+    6 trains with four activations), 50 seeds, batch 256, Adam, subnormals flushed as `train.train`
+    does: tanh, softplus and softplus as it was before issue 23 (`baselines.expm1_softplus`), the
+    three timed in turn in every round (one epoch of the same minibatches each, from the initial
+    weights); then where a step's activation time goes; and a check that the two softplus steps
+    give the same gradient to rounding."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    x, y = data.tishby()
+    seeds = range(size["seeds"])
+    variants = {"tanh": contextlib.nullcontext, "softplus": contextlib.nullcontext,
+                "softplus before": baselines.expm1_softplus}
+    steppers = {}
+    for name, context in variants.items():
+        with context():
+            steppers[name] = Stepper(x, y, name.split()[0], seeds)
+    batches = steppers["tanh"].batches(shuffle=False)
+    states = {name: stepper.state() for name, stepper in steppers.items()}
+    grads = {}
+    for name in ("softplus", "softplus before"):
+        with variants[name]():
+            steppers[name].net.backward(*batches[0])
+            grads[name] = steppers[name].net.grad.clone()
+    difference = float((grads["softplus"] - grads["softplus before"]).abs().max() / grads["softplus before"].abs().max())
+    print(f"{size['seeds']} seeds, {len(batches)} minibatches of {steppers['tanh'].config.batch_size} per timing "
+          f"(one epoch from the initial weights); best (median) of {repeats} rounds; ratios: median over rounds\n")
+    names = list(variants)
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            steppers[name].restore(states[name])
+            with variants[name]():
+                start = time.perf_counter()
+                for batch in batches:
+                    steppers[name].step(*batch)
+            times[name].append((time.perf_counter() - start) / len(batches))
+    times = {name: np.array(t) for name, t in times.items()}
+    print(f"{'activation':<17}{'ms/step':>16}{'/ tanh':>9}{'activation forward':>20}{'backward factor':>17}{'(copies)':>10}")
+    for name in names:
+        forward, backward, copies = _activation_op_times(steppers[name], variants[name], batches[0][0], repeats)
+        print(f"{name:<17}{1e3 * times[name].min():>7.2f} ({1e3 * np.median(times[name]):.2f}){np.median(times[name] / times['tanh']):>9.2f}"
+              f"{1e3 * forward:>17.2f} ms{1e3 * backward:>14.2f} ms{1e3 * copies:>7.2f} ms")
+    print(f"\nsoftplus / softplus before per step: {np.median(times['softplus'] / times['softplus before']):.2f}; "
+          f"their gradients on the first minibatch differ by {difference:.1e} of the largest")
+    return 0 if difference < 1e-5 else 1
+
+
 def table_mode(size, repeats) -> int:
     torch.set_num_threads(1)
     x, y = data.tishby()
@@ -371,6 +453,8 @@ def main() -> int:
     parser.add_argument("--chapter", action="store_true", help="run chapter 1's experiments instead of the table")
     parser.add_argument("--late", action="store_true",
                         help="per-step cost late in training vs early, subnormals kept and flushed")
+    parser.add_argument("--activations", action="store_true",
+                        help="per-step cost of softplus against tanh, softplus before and after issue 23")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for --chapter (default: one per CPU core this process may use)")
     args = parser.parse_args()
@@ -381,6 +465,8 @@ def main() -> int:
     if args.profile:
         profile_mode(size)
         return 0
+    if args.activations:
+        return activations_mode(size, 2 if args.smoke else args.repeats)
     if args.late:
         return late_mode(size, 2 if args.smoke else args.repeats, cache=not args.smoke)
     return table_mode(size, 1 if args.smoke else args.repeats)

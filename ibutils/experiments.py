@@ -77,10 +77,10 @@ class TishbyNetResult:
             "i_xt_sd": self.plane.i_xt.std(0).T,
             "i_ty_sd": self.plane.i_ty.std(0).T,
             "compression": infoplane.compression(i_xt),
-            "train_acc": self.run.train_acc.mean(1),
-            "test_acc": self.run.test_acc.mean(1),
-            "train_loss": self.run.train_loss.mean(1),
-            "test_loss": self.run.test_loss.mean(1),
+            "train_acc": self.run.train_acc.mean(0),
+            "test_acc": self.run.test_acc.mean(0),
+            "train_loss": self.run.train_loss.mean(0),
+            "test_loss": self.run.test_loss.mean(0),
             **grads,
         }
 
@@ -322,8 +322,8 @@ class EstimatorStudyResult:
                       "summary": infoplane.compression_summary(plane)}
                for name, plane in self.planes.items()}
         run = self.net.run
-        out["accuracy"] = {"epochs": run.epochs[self.snapshots], "train_acc": run.train_acc[self.snapshots].mean(1),
-                           "test_acc": run.test_acc[self.snapshots].mean(1)}
+        out["accuracy"] = {"epochs": run.epochs[self.snapshots], "train_acc": run.train_acc[:, self.snapshots].mean(0),
+                           "test_acc": run.test_acc[:, self.snapshots].mean(0)}
         return out
 
 
@@ -516,10 +516,10 @@ class MnistNetResult:
             "kde_lower": headline["kde_lower"],
             "binned": {"bin_width": self.bin_width, "i_xt": self.binned_i_xt.T, "i_ty": self.binned_i_ty.T},
             "compression": infoplane.compression(self.kde[0].upper_i_xt),
-            "train_loss": self.run.train_loss[:, 0],
-            "test_loss": self.run.test_loss[:, 0],
-            "train_acc": self.run.train_acc[:, 0],
-            "test_acc": self.run.test_acc[:, 0],
+            "train_loss": self.run.train_loss[0],
+            "test_loss": self.run.test_loss[0],
+            "train_acc": self.run.train_acc[0],
+            "test_acc": self.run.test_acc[0],
             **self.gradient_stats.series(),
             "sensitivity": [plane.series() for plane in sorted(self.kde, key=lambda p: p.noise_var)],
         }

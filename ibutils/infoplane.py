@@ -15,7 +15,7 @@ import torch
 
 from ibutils import estimators, mi
 from ibutils.progress import phase, progress_bar
-from ibutils.train import Run
+from ibutils.train import Run, log_grid
 
 BOUNDED = ("tanh", "softsign", "sigmoid")
 
@@ -97,7 +97,7 @@ def _snapshot_chunks(run: Run, x: torch.Tensor, chunk: int | None, desc: str, pr
     for start in progress_bar(range(0, len(visit), chunk), desc=desc, unit="chunk", show=progress):
         acts, net_inputs = [], []
         for k in visit[start:start + chunk]:
-            net.load(run.params[k].to(x.device))
+            net.load(run.flat_params(k).to(x.device))
             with torch.no_grad():
                 acts.append([a.transpose(1, 2) for a in net.forward(x)])
                 if net_input:
@@ -259,12 +259,13 @@ Kraskov = estimators.Kraskov
 
 def snapshot_subset(epochs, n: int) -> np.ndarray:
     """Indices of about `n` of the snapshot `epochs`, spread evenly in log(1 + epoch), the first
-    and last included (the expensive estimators visit these)."""
-    log_epochs = np.log1p(np.asarray(epochs, dtype=np.float64))
-    if n < 2 or log_epochs.ndim != 1 or len(log_epochs) < 2:
+    and last included (the expensive estimators visit these): those nearest to the points of
+    `train.log_grid` between the first and the last epoch."""
+    epochs = np.asarray(epochs, dtype=np.float64)
+    if n < 2 or epochs.ndim != 1 or len(epochs) < 2:
         raise ValueError(f"need n >= 2 and at least 2 epochs, got n={n} and epochs of shape {np.shape(epochs)}")
-    grid = np.linspace(log_epochs[0], log_epochs[-1], n)
-    return np.unique(np.abs(log_epochs[None] - grid[:, None]).argmin(1))
+    grid = log_grid(epochs[0], epochs[-1], n)
+    return np.unique(np.abs(np.log1p(epochs)[None] - grid[:, None]).argmin(1))
 
 
 @phase("estimating")

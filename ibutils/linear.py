@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ibutils import gradients, infoplane, plots
+from ibutils import gradients, infoplane, plots, train
 from ibutils.gaussian import _channel_bits, _covariance, _out, _positive, _weights, gaussian_channel
 from ibutils.progress import phase, progress_bar
 
@@ -287,15 +287,15 @@ class Teacher:
 def log_epochs(epochs: int, n_snapshots: int) -> np.ndarray:
     """Snapshot epochs: 0, then up to n_snapshots - 1 log-spaced epochs from 1 to `epochs`.
 
-    Rounded to unique integers (so early on there can be fewer), increasing, `epochs` last.
+    Rounded to unique integers (so early on there can be fewer), increasing, `epochs` last:
+    `train.log_spaced_epochs(epochs, n_snapshots, offset=0)`, spaced in log(epoch) where the
+    trainer's schedule is spaced in log(1 + epoch).
     """
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(n_snapshots, (int, np.integer)) or n_snapshots < 2:
         raise ValueError(f"n_snapshots must be an integer >= 2, got {n_snapshots!r}")
-    logged = np.geomspace(1, epochs, n_snapshots - 1) if n_snapshots > 2 else np.array([epochs])
-    logged = np.unique(np.round(logged).astype(int))
-    return np.concatenate([[0], logged])
+    return train.log_spaced_epochs(int(epochs), int(n_snapshots), offset=0)
 
 
 def init_students(
@@ -733,7 +733,7 @@ def sweep(n_trains: Sequence[int], snrs: Sequence[float], *, n_in: int = 100, si
 
 def plot_errors(ax, run: LinearRun, ylim=None) -> None:
     """Train error and exact test error against epoch (log-log), seed mean with a ±1 sd band."""
-    curves = {"train": run.train_error.T, "test (exact)": run.test_error.T}
+    curves = {"train": run.train_error, "test (exact)": run.test_error}
     plots.learning_curves(ax, run.epochs, curves, ylabel="squared error")
     ax.set(yscale="log", ylim=ylim)
 

@@ -88,14 +88,18 @@ def information_planes(planes: dict, *, colorbar_label: str = "epoch", **kwargs)
 
 
 def learning_curves(ax, epochs, curves: dict, *, ylabel: str, logx: bool = True):
-    """Seed mean (line) and spread (band, ±1 sd) of per-seed curves `[snapshots, seeds]`.
+    """Seed mean (line) and spread (band, ±1 sd) of per-seed curves `[seeds, snapshots]` (seeds
+    first, as in `train.Run` and every result type).
 
     `curves` maps a label to its array; labels containing "test" are dashed.
     """
     epochs = np.maximum(np.asarray(epochs), 1) if logx else np.asarray(epochs)
     for (label, values), colour in zip(curves.items(), OKABE_ITO):
         values = np.asarray(values)
-        mean, sd = values.mean(1), values.std(1)
+        if values.ndim != 2 or values.shape[1] != len(epochs):
+            raise ValueError(f"curves[{label!r}] must be [seeds, snapshots] with {len(epochs)} snapshots, "
+                             f"got shape {values.shape}")
+        mean, sd = values.mean(0), values.std(0)
         ax.plot(epochs, mean, color=colour, ls="--" if "test" in label else "-", label=label)
         ax.fill_between(epochs, mean - sd, mean + sd, color=colour, alpha=0.2, lw=0)
     if logx:
@@ -130,7 +134,7 @@ def curve_panels(epochs, panels: dict, *, mark: float | None = None, title: str 
     """A row of panels over training, each drawn by `learning_curves` (seed mean ± 1 sd).
 
     `panels` maps a panel title to `(ylabel, curves)`, with `curves` as for `learning_curves`:
-    `{label: [snapshots, seeds]}`. `mark`, if given, is an epoch drawn as a dotted vertical line in
+    `{label: [seeds, snapshots]}`. `mark`, if given, is an epoch drawn as a dotted vertical line in
     every panel (e.g. where one curve peaks). Returns the figure; `fig.axes` follow `panels`.
     """
     if not panels:

@@ -116,11 +116,18 @@ class _Encoder:
             return {"$": "namedtuple", "type": name,
                     "items": [self.encode(v, f"{where}.{f}") for f, v in zip(obj._fields, obj)]}
         if name in ALLOWED_TYPES and dataclasses.is_dataclass(obj):
-            return {"$": "dataclass", "type": name,
+            return {"$": "dataclass", "type": name, "layout": _layout(type(obj)),
                     "fields": {f.name: self.encode(getattr(obj, f.name), f"{where}.{f.name}")
                                for f in dataclasses.fields(obj)}}
         raise ValueError(f"value{where}: cannot store a {name} (plain data, arrays, tensors and the ibutils "
                          f"types of ibutils.store.ALLOWED_TYPES only)")
+
+
+def _layout(cls: type) -> int:
+    """The version of the layout of a result type's arrays (its `LAYOUT`, 1 if it has none): a
+    type whose arrays change their axis order or meaning raises it, so that entries written in
+    the old layout are refused (`CorruptFile`, hence recomputed by the run cache), not misread."""
+    return getattr(cls, "LAYOUT", 1)
 
 
 def _allowed_class(name: str) -> type:
@@ -164,6 +171,9 @@ def _decode(node: Any, blob: memoryview) -> Any:
     if kind == "dataclass":
         cls = _allowed_class(node["type"])
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        if node.get("layout", 1) != _layout(cls):
+            raise CorruptFile(f"holds a {node['type']} in layout {node.get('layout', 1)}, "
+                              f"but this ibutils reads layout {_layout(cls)}")
         if set(fields) != set(node["fields"]):
             raise CorruptFile(f"holds a {node['type']} with fields {sorted(node['fields'])}, not {sorted(fields)}")
         values = {name: _decode(v, blob) for name, v in node["fields"].items()}

@@ -32,6 +32,8 @@ from ibutils import store
 from ibutils.progress import phase, progress_bar
 
 ACTIVATIONS = ("tanh", "relu", "softsign", "softplus", "sigmoid", "linear")
+# activations whose derivative the backward pass takes from the net input z rather than from h = f(z)
+FROM_NET_INPUT = frozenset({"softplus"})
 INITS = ("fan_in", "fan_out", "glorot")
 OPTIMIZERS = ("adam", "sgd")
 CHECKPOINT_EVERY_S = 120.0  # default seconds of training between two checkpoints
@@ -49,15 +51,16 @@ def _activate_(name: str, z: torch.Tensor) -> torch.Tensor:
         return z.clamp_min_(0)
     if name == "softsign":
         return z.div_(z.abs().add_(1))
-    if name == "softplus":
-        return z.copy_(torch.nn.functional.softplus(z))
+    if name == "softplus":  # torch.nn.functional.softplus, in place
+        return torch.ops.aten.softplus.out(z, 1, 20, out=z)
     if name == "sigmoid":
         return z.sigmoid_()
     return z
 
 
 def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """Multiply `dz` in place by f'(z), written in terms of h = f(z) (the forward pass keeps no z)."""
+    """Multiply `dz` in place by f'(z), written in terms of h = f(z), or of the net input z
+    itself (pass z as `h`) for the activations in `FROM_NET_INPUT`."""
     if name == "tanh":  # the fused kernels autograd uses: dz * (1 - h^2), dz * [h > 0], dz * h (1 - h)
         return torch.ops.aten.tanh_backward.grad_input(dz, h, grad_input=dz)
     if name == "relu":
@@ -66,8 +69,8 @@ def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten.sigmoid_backward.grad_input(dz, h, grad_input=dz)
     if name == "softsign":
         return dz.mul_((1 - h.abs()).square_())
-    if name == "softplus":
-        return dz.mul_(torch.expm1(-h).neg_())
+    if name == "softplus":  # autograd's kernel, from z: 1 - exp(-h) would need the slow expm1 (benchmarks/RESULTS.md)
+        return torch.ops.aten.softplus_backward.grad_input(dz, h, 1, 20, grad_input=dz)
     return dz
 
 
@@ -104,14 +107,30 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -
     return torch.matmul(a, b, out=out)
 
 
-def log_spaced_epochs(epochs: int, n: int) -> np.ndarray:
+def log_grid(first: float, last: float, n: int, log: Callable[[float], float] = np.log1p) -> np.ndarray:
+    """`n` points evenly spaced in `log(epoch)` (default log(1 + epoch)) from epoch `first` to
+    `last`, given as their `log(epoch)`, `[n]`: the one grid that every snapshot schedule of the
+    package is drawn from (`log_spaced_epochs`, `linear.log_epochs`, `infoplane.snapshot_subset`)."""
+    return np.linspace(log(first), log(last), n)
+
+
+def log_spaced_epochs(epochs: int, n: int, *, offset: int = 1) -> np.ndarray:
     """About `n` distinct snapshot epochs in [0, epochs], log-spaced, with 0 and `epochs`.
 
-    Epoch e means "after e epochs of training"; 0 is the initial network.
+    Epoch e means "after e epochs of training"; 0 is the initial network. `offset=1` (the
+    trainer's schedule): `n` points evenly spaced in log(1 + epoch) from 0 to `epochs`, rounded.
+    `offset=0` (the deep linear students', `linear.log_epochs`): epoch 0, then `n - 1` points
+    evenly spaced in log(epoch) from 1 to `epochs`, rounded (none between when `n` is 2).
     """
     if epochs < 0 or n < 2:
         raise ValueError(f"need epochs >= 0 and n >= 2, got epochs={epochs}, n={n}")
-    grid = np.unique(np.rint(np.logspace(0, math.log10(epochs + 1), n)).astype(np.int64) - 1)
+    if offset not in (0, 1):
+        raise ValueError(f"offset must be 0 or 1, got {offset!r}")
+    first, points = 1 - offset, n - 1 + offset
+    if offset == 0 and (epochs < 1 or points < 2):
+        return np.union1d(np.zeros(0, np.int64), [0, epochs])
+    grid = log_grid(first, epochs, points, lambda epoch: math.log10(offset + epoch))
+    grid = np.rint(np.power(10.0, grid)).astype(np.int64) - offset
     return np.union1d(grid, [0, epochs])
 
 
@@ -232,16 +251,19 @@ class Ensemble:
         return self
 
     def _forward(self, h: torch.Tensor, out: list[torch.Tensor] | None = None,
-                 raw: list[torch.Tensor] | None = None, net_inputs: list | None = None) -> list[torch.Tensor]:
+                 saved: list[torch.Tensor] | None = None, net_inputs: list | None = None) -> list[torch.Tensor]:
         """Layer activations `[S, units, n]` for inputs `h`, `[S, d, n]` or shared `[d, n]`,
         written into `out` (one buffer per layer, but the softmax output) when given.
 
-        In a quantised network, `raw` (buffers like `out`) receives each hidden layer's activity
-        before quantisation, for the backward pass. `net_inputs`, a list, receives a copy of
-        every layer's net input (pre-activation).
+        `saved` (buffers like `out`, when `_saves()`) receives what the backward pass takes each
+        hidden layer's f'(z) from when that is not the layer's output: the net input z for the
+        activations in `FROM_NET_INPUT`, else, in a quantised network, the activity before
+        quantisation. `net_inputs`, a list, receives a copy of every layer's net input
+        (pre-activation).
         """
         acts = []
         last = len(self.weights) - 1
+        from_net_input = self.activation in FROM_NET_INPUT
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = _matmul(w, h, out=None if out is None else out[l]).add_(b)
             if net_inputs is not None:
@@ -249,21 +271,27 @@ class Ensemble:
             if l == last:
                 h = torch.softmax(z, 1)
             else:
+                if saved is not None and from_net_input:
+                    saved[l].copy_(z)
                 h = _activate_(self.activation, z)
                 if self.quantise_bits is not None:
-                    if raw is not None:
-                        raw[l].copy_(h)
+                    if saved is not None and not from_net_input:
+                        saved[l].copy_(h)
                     fake_quantise_(h, self.quantise_bits)
             acts.append(h)
         return acts
 
+    def _saves(self) -> bool:
+        """Whether the backward pass needs more of the forward pass than the layers' outputs."""
+        return self.activation in FROM_NET_INPUT or self.quantise_bits is not None
+
     def _buffers(self, n: int) -> tuple[list[torch.Tensor], ...]:
-        """Per-layer `[S, width, n]` buffers for the activations and their gradients (and, in a
-        quantised network, the activity before quantisation), kept per n: a training step then
+        """Per-layer `[S, width, n]` buffers for the activations and their gradients (and, when
+        `_saves()`, for `_forward`'s `saved`), kept per n: a training step then
         allocates almost nothing (allocations of these sizes cost more than the arithmetic on
         them on the CPUs we measured)."""
         if n not in self._workspace:
-            sets = 2 if self.quantise_bits is None else 3
+            sets = 3 if self._saves() else 2
             self._workspace[n] = tuple([torch.empty(self.n_models, w, n, device=self.device, dtype=self.params.dtype)
                                         for w in self.sizes[1:]] for _ in range(sets))
         return self._workspace[n]
@@ -287,9 +315,9 @@ class Ensemble:
         with respect to its net input, dz `[S, fan_out, B]`, and its input h `[S, fan_in, B]`
         (buffers that the next call overwrites)."""
         n = x.shape[2]
-        acts, grads, *raw = self._buffers(n)
-        raw = raw[0] if raw else None  # quantised network: f'(z) is taken before quantisation
-        hs = [x, *self._forward(x, acts, raw)]
+        acts, grads, *saved = self._buffers(n)
+        saved = saved[0] if saved else None
+        hs = [x, *self._forward(x, acts, saved)]
         dz = torch.sub(hs[-1], onehot, out=grads[-1]).mul_(1.0 / n)
         for l in range(len(self.weights) - 1, -1, -1):
             _matmul(dz, hs[l].transpose(1, 2), out=self.weight_grads[l])
@@ -298,7 +326,7 @@ class Ensemble:
                 visit(l, dz, hs[l])
             if l:
                 dz = _matmul(self.weights[l].transpose(1, 2), dz, out=grads[l - 1])
-                _backprop_(self.activation, dz, hs[l] if raw is None else raw[l - 1])
+                _backprop_(self.activation, dz, hs[l] if saved is None else saved[l - 1])
 
     def backward(self, x: torch.Tensor, onehot: torch.Tensor, per_sample: bool = False) -> list[torch.Tensor] | None:
         """Fill `self.grad` with d(mean cross-entropy)/d(params) of each model on its batch.
@@ -399,14 +427,17 @@ class _SGD:
 
 @dataclass
 class Run:
-    """What training recorded. Arrays are `[snapshots, seeds]` unless noted.
+    """What training recorded. Arrays are `[seeds, snapshots]` unless noted (seeds first, as in
+    every result type of the package).
 
-    `params` is `[snapshots, n_params]` (all seeds' flat buffers, on the CPU) when kept;
+    `params` is `[seeds, snapshots, m]` (each model's m parameters, on the CPU, in the order of
+    `Ensemble`'s flat buffer: every layer's weights, then every layer's biases) when kept;
     `Run.ensemble(k)` rebuilds the networks of snapshot k. `select` and `join` split a run into
     groups of seeds and put groups back together.
     """
 
     METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+    LAYOUT = 2  # 1: metrics [snapshots, seeds], params [snapshots, all seeds' flat buffer]
 
     config: TrainConfig
     seeds: tuple[int, ...]
@@ -419,28 +450,23 @@ class Run:
     params: torch.Tensor | None = field(default=None, repr=False)
 
     def ensemble(self, k: int, device: torch.device | str | None = None) -> Ensemble:
-        if self.params is None:
-            raise ValueError("this run kept no parameters (train with keep_params=True)")
         net = Ensemble(self.sizes, len(self.seeds), self.config.activation, device=device,
                        quantise_bits=self.config.quantise_bits)
-        return net.load(self.params[k].to(net.device))
+        return net.load(self.flat_params(k).to(net.device))
 
-    def _params_per_model(self) -> list[torch.Tensor]:
-        """`params` as one `[snapshots, seeds, m]` tensor per block of the flat buffer (each
-        layer's weights, then each layer's biases; m values per model)."""
-        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
-        sizes = [a * b for a, b in pairs] + [b for _, b in pairs]
-        n = len(self.seeds)
-        blocks = torch.split(self.params, [n * m for m in sizes], dim=1)
-        return [block.reshape(len(block), n, m) for block, m in zip(blocks, sizes)]
+    def flat_params(self, k: int) -> torch.Tensor:
+        """All models' parameters at snapshot k as one flat buffer, `Ensemble.params`'s layout."""
+        if self.params is None:
+            raise ValueError("this run kept no parameters (train with keep_params=True)")
+        blocks = torch.split(self.params[:, k], _block_sizes(self.sizes), dim=1)
+        return torch.cat([block.reshape(-1) for block in blocks])
 
     def select(self, index: Sequence[int]) -> "Run":
         """The run of the models at positions `index` (e.g. a group of seeds), parameters included."""
         index = [int(i) for i in index]
-        params = None if self.params is None else torch.cat(
-            [block[:, index].flatten(1) for block in self._params_per_model()], 1)
-        return replace(self, seeds=tuple(self.seeds[i] for i in index), params=params,
-                       **{key: getattr(self, key)[:, index] for key in self.METRICS})
+        return replace(self, seeds=tuple(self.seeds[i] for i in index),
+                       params=None if self.params is None else self.params[index],
+                       **{key: getattr(self, key)[index] for key in self.METRICS})
 
     @classmethod
     def join(cls, parts: Sequence["Run"]) -> "Run":
@@ -448,10 +474,21 @@ class Run:
         of `parts`; parameters are kept when every part kept them."""
         params = None
         if all(part.params is not None for part in parts):
-            per_block = zip(*(part._params_per_model() for part in parts))
-            params = torch.cat([torch.cat(blocks, 1).flatten(1) for blocks in per_block], 1)
+            params = torch.cat([part.params for part in parts])
         return replace(parts[0], seeds=tuple(s for part in parts for s in part.seeds), params=params,
-                       **{key: np.concatenate([getattr(p, key) for p in parts], 1) for key in cls.METRICS})
+                       **{key: np.concatenate([getattr(p, key) for p in parts]) for key in cls.METRICS})
+
+
+def _block_sizes(sizes: Sequence[int]) -> list[int]:
+    """Parameters per model in each block of `Ensemble`'s flat buffer: each layer's weights, then each layer's biases."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    return [a * b for a, b in pairs] + [b for _, b in pairs]
+
+
+def _per_model(flat: torch.Tensor, sizes: Sequence[int], n_models: int) -> torch.Tensor:
+    """Flat buffers `[snapshots, n_params]` (`Ensemble.params` at each snapshot) as `[models, snapshots, m]`."""
+    blocks = torch.split(flat, [n_models * m for m in _block_sizes(sizes)], dim=1)
+    return torch.cat([block.reshape(len(flat), n_models, -1) for block in blocks], 2).transpose(0, 1).contiguous()
 
 
 def _metrics(probs: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -573,7 +610,7 @@ def train(x, y, train_idx, test_idx, config: TrainConfig, seeds: Sequence[int], 
     train_idx, test_idx : `[S, n_train]`, `[S, n_test]` row indices per seed.
     config : the architecture, optimiser and schedule.
     seeds : S integers; seed s initialises and shuffles model s.
-    keep_params : keep a CPU copy of all parameters at every snapshot (`Run.params`).
+    keep_params : keep a CPU copy of all parameters at every snapshot (`Run.params`, seeds first).
     on_snapshot : hooks called as `hook(epoch, activations)` with the activations of
         every layer on all N rows of `x`, each `[S, N, width]`.
     on_batch : hooks called as `hook(epoch, net, x_batch, onehot_batch)` for every minibatch
@@ -717,5 +754,5 @@ def _train(x, y, train_idx, test_idx, config, seeds, device, keep_params, on_sna
         checkpoints.save_if_due(lambda: {"epoch": epoch, "next_snap": next_snap, **_state(*run_objects)})
 
     return Run(config=config, seeds=seeds, sizes=sizes, epochs=snap_epochs,
-               params=torch.stack(kept) if keep_params else None,
-               **{key: np.stack(values) for key, values in record.items()})
+               params=_per_model(torch.stack(kept), sizes, n_seeds) if keep_params else None,
+               **{key: np.stack(values, 1) for key, values in record.items()})

@@ -229,3 +229,23 @@ def test_temporaries_of_killed_writers_are_removed_on_the_next_write(cache):
     (cache / dead).write_bytes(b"half a file")
     results.save_cached(path, {"v": 1})
     assert [p.name for p in cache.iterdir()] == [path.name]
+
+
+def test_an_entry_in_an_older_layout_is_recomputed_not_misread(tishby_result, monkeypatch, capsys):
+    """A Run cached with its arrays `[snapshots, seeds]` (layout 1, before seeds came first) is
+    refused when read, named in one line, and recomputed; written now, it reads back."""
+    run = tishby_result.run
+    path = results.cache_path("run", {"a": 1})
+    with monkeypatch.context() as old:
+        old.setattr(train.Run, "LAYOUT", 1)  # the writer of an old entry
+        results.save_cached(path, {"run": run})
+    with pytest.raises(store.CorruptFile, match="layout 1, but this ibutils reads layout 2"):
+        store.read(path)
+    capsys.readouterr()
+    calls = []
+    again = results.cached("run", {"a": 1}, lambda: calls.append(1) or {"run": run})
+    assert calls == [1] and "recomputing" in capsys.readouterr().err
+    assert_identical(again["run"], run)
+    assert_identical(results.load_cached(path)["run"], run)
+    assert run.train_acc.shape == (len(run.seeds), len(run.epochs))  # seeds first
+    assert run.params.shape[:2] == (len(run.seeds), len(run.epochs))

@@ -175,6 +175,14 @@ def test_compression_summary_and_verdicts():
         "none", "none", "slight", "compresses", "n/a"]
 
 
+def test_snapshot_subset_breaks_exact_ties_in_log1p():
+    """Epoch 42.8 lies exactly midway (in log(1 + epoch)) between 39 and 47 of this schedule,
+    since 40 x 48 = 1 + 1919: the subset keeps the choice that log1p's rounding makes (47)."""
+    epochs = train.log_spaced_epochs(1919, 40)
+    np.testing.assert_array_equal(infoplane.snapshot_subset(epochs, 3), [0, 16, 35])
+    assert epochs[15] == 39 and epochs[16] == 47
+
+
 @pytest.mark.parametrize("n", [1, 0])
 def test_snapshot_subset_needs_two(n):
     with pytest.raises(ValueError, match="n >= 2"):

@@ -123,12 +123,14 @@ def test_sgd_step_imbalance_identity():
 def test_curve_panels():
     rng = np.random.default_rng(5)
     epochs = np.array([0, 1, 10, 100])
-    values = rng.random((4, 3))
+    values = rng.random((3, 4))  # [seeds, snapshots]
     fig = plots.curve_panels(epochs, {"A": ("bits", {"hidden": values}), "B": ("error", {"test": 2 * values})},
                              mark=10, title="t")
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "B"
     mean_line = fig.axes[0].get_lines()[0]
-    np.testing.assert_allclose(mean_line.get_ydata(), values.mean(1))
+    np.testing.assert_allclose(mean_line.get_ydata(), values.mean(0))
     assert fig.axes[0].get_lines()[-1].get_xdata()[0] == 10  # the mark
     with pytest.raises(ValueError, match="panels"):
         plots.curve_panels(epochs, {})
+    with pytest.raises(ValueError, match=r"\[seeds, snapshots\]"):
+        plots.curve_panels(epochs, {"A": ("bits", {"hidden": values.T})})

@@ -77,7 +77,7 @@ def test_initial_estimates_are_the_estimators_on_the_initial_network(result):
 
 def test_training_learns(result):
     # 16 SGD steps on 512 images: far from converged, but well above the initial network
-    assert result.run.test_acc[-1, 0] > result.run.test_acc[0, 0] + 0.2
+    assert result.run.test_acc[0, -1] > result.run.test_acc[0, 0] + 0.2
 
 
 @pytest.mark.parametrize("kwargs, name", [

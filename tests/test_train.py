@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibutils import data, train
+from ibutils import data, linear, train
 
 SIZES = (12, 10, 7, 5, 4, 3, 2)
 TORCH_ACTIVATIONS = {
@@ -39,6 +39,24 @@ def test_backward_matches_autograd(activation):
     net.backward(x, torch.nn.functional.one_hot(labels, 2).float().transpose(1, 2))
     expected = autograd_gradient(net, x, labels, TORCH_ACTIVATIONS[activation])
     torch.testing.assert_close(net.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", train.ACTIVATIONS)
+def test_activation_and_its_derivative_match_autograd(activation):
+    """Elementwise, over net inputs from -120 to 120 (softplus's threshold at 20, float32 exp's
+    underflow near -87 and -103): the activity and the backward factor to rounding (tanh takes
+    NumPy's kernel), softplus's bit for bit (autograd's kernels)."""
+    z = torch.cat([torch.linspace(-120, 120, 200_001), torch.tensor([0.0, 20.0, -20.0])])
+    upstream = torch.rand(len(z), generator=torch.Generator().manual_seed(0)) + 0.5
+    reference = z.clone().requires_grad_(True)
+    expected_h = TORCH_ACTIVATIONS[activation](reference)
+    expected_h.backward(upstream)
+    h = train._activate_(activation, z.clone())
+    dz = train._backprop_(activation, upstream.clone(), z if activation in train.FROM_NET_INPUT else h)
+    if activation == "softplus":
+        assert torch.equal(h, expected_h.detach()) and torch.equal(dz, reference.grad)
+    torch.testing.assert_close(h, expected_h.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(dz, reference.grad, rtol=1e-6, atol=1e-6)
 
 
 def test_forward_gives_every_layer_and_probabilities():
@@ -79,13 +97,13 @@ def test_a_seed_does_not_depend_on_its_companions(tishby):
     net_alone, net_together = alone.ensemble(-1), together.ensemble(-1)
     for w_alone, w_together in zip(net_alone.weights, net_together.weights):
         torch.testing.assert_close(w_alone[0], w_together[1], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(alone.test_acc[:, 0], together.test_acc[:, 1])
+    np.testing.assert_allclose(alone.test_acc[0], together.test_acc[1])
 
 
 def test_training_learns_the_task(tishby):
     run = _small_run(tishby, [0, 1], epochs=150, snapshots=4, lr=1e-2)
-    assert run.train_loss[-1].mean() < 0.6 * run.train_loss[0].mean()
-    assert run.test_acc[-1].min() > 0.8
+    assert run.train_loss[:, -1].mean() < 0.6 * run.train_loss[:, 0].mean()
+    assert run.test_acc[:, -1].min() > 0.8
     assert run.epochs[0] == 0 and run.epochs[-1] == 150
 
 
@@ -161,12 +179,25 @@ def test_log_spaced_epochs():
     assert np.all(epochs[:10] == np.arange(10))
 
 
+def test_one_schedule_gives_the_trainers_and_the_linear_students_epochs():
+    """Both schedules come from `log_grid`: spaced in log(1 + epoch) from 0 (the trainer's), or
+    in log(epoch) from 1 with 0 added (`linear.log_epochs`), as they were before being merged."""
+    np.testing.assert_array_equal(train.log_spaced_epochs(100, 10), [0, 1, 2, 4, 7, 12, 21, 35, 59, 100])
+    np.testing.assert_array_equal(train.log_spaced_epochs(100, 10, offset=0), [0, 1, 2, 3, 6, 10, 18, 32, 56, 100])
+    np.testing.assert_array_equal(linear.log_epochs(100, 11), train.log_spaced_epochs(100, 11, offset=0))
+    np.testing.assert_array_equal(train.log_spaced_epochs(100, 2, offset=0), [0, 100])
+    assert len(train.log_spaced_epochs(10_000, 300)) == 218  # chapter 1's 218 snapshots at the paper profile
+    with pytest.raises(ValueError, match="offset must be 0 or 1"):
+        train.log_spaced_epochs(100, 10, offset=2)
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"activation": "gelu"}, "activation"), ({"init": "he"}, "init"), ({"optimizer": "rmsprop"}, "optimizer"),
     ({"hidden": ()}, "hidden"), ({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0}, "lr"),
     ({"quantise_bits": 0}, "quantise_bits"), ({"quantise_bits": 8.0}, "quantise_bits"),
     ({"flush_denormal": 1}, "flush_denormal"),
 ])
+
 def test_bad_config_raises(kwargs, name):
     with pytest.raises(ValueError, match=name):
         train.TrainConfig(**kwargs)
