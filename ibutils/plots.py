@@ -3,7 +3,7 @@
 Call `use_style()` once per chapter. Colours come from the colour-blind-safe Okabe-Ito
 palette; epochs are coloured with `EPOCH_CMAP` on a log scale.
 
-Sizes are chosen for the website's text column, about 650 CSS px wide in a 1280-px window: a
+Sizes are chosen for the website's text column, 650 to 690 CSS px wide in a 1280-px window: a
 figure is shown at 100 CSS px per inch, scaled down to the column when wider. Its smallest text,
 8 pt, then shows at 8 / 72 * 100 = 11 CSS px, and still at 9 px or more up to about 8 inches of
 figure width. The figure functions therefore put at most two panels side by side (`panel_grid`)
@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import io
 import math
+import struct
+import zlib
 
 import matplotlib as mpl
 import numpy as np
@@ -45,7 +47,7 @@ STYLE = {
 }
 
 
-COLUMN_WIDTH = 7.2  # inches: the widest figure whose 8-pt text shows at 10 CSS px in the site's column
+COLUMN_WIDTH = 7.2  # inches: figures up to this wide show 8-pt text at 10 CSS px or more in the site's column
 SMALLEST_FONT_KEY = "ibutils:smallest-font-pt"  # PNG text chunk written by `figure_png`
 
 
@@ -80,27 +82,39 @@ def _shown_texts(artist):
         yield from _shown_texts(child)
 
 
+def _smallest_drawn_font(fig) -> float | None:
+    sizes = [t.get_fontsize() for t in _shown_texts(fig)]
+    return float(min(sizes)) if sizes else None
+
+
 def smallest_font_pt(fig) -> float | None:
     """The smallest font size (points) of any text `fig` shows (titles, labels, tick labels,
     legends, annotations, colour bars), or None when it shows no text. Lays the figure out
     first (without rendering it): tick labels get their text only when the figure is drawn."""
     fig.draw_without_rendering()
-    sizes = [t.get_fontsize() for t in _shown_texts(fig)]
-    return float(min(sizes)) if sizes else None
+    return _smallest_drawn_font(fig)
+
+
+def _with_text_chunk(png: bytes, key: str, value: str) -> bytes:
+    """`png` with a tEXt chunk `key`: `value` (Latin-1) after its header chunk (IHDR)."""
+    data = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+    chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+    end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
 
 
 def figure_png(fig, dpi: float, **savefig_kwargs) -> bytes:
     """`fig` as PNG bytes at `dpi`, stamped with what its legibility depends on: the resolution
     (the pHYs chunk) and the smallest font size of its text in points (a text chunk,
-    `SMALLEST_FONT_KEY`, from `smallest_font_pt`). Read both back with `png_info`.
-    `savefig_kwargs` go to `fig.savefig` (e.g. `bbox_inches="tight"`)."""
+    `SMALLEST_FONT_KEY`, read from the text the save drew, as `smallest_font_pt` would). Read
+    both back with `png_info`. `savefig_kwargs` go to `fig.savefig` (e.g. `bbox_inches="tight"`)."""
     if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.integer, np.floating)) or not dpi > 0:
         raise ValueError(f"dpi must be a positive number, got {dpi!r}")
-    smallest = smallest_font_pt(fig)
-    metadata = {} if smallest is None else {SMALLEST_FONT_KEY: f"{smallest:g}"}
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata=metadata, **savefig_kwargs)
-    return buffer.getvalue()
+    fig.savefig(buffer, format="png", dpi=dpi, **savefig_kwargs)
+    smallest = _smallest_drawn_font(fig)  # after the save: tick labels have their text now
+    png = buffer.getvalue()
+    return png if smallest is None else _with_text_chunk(png, SMALLEST_FONT_KEY, f"{smallest:g}")
 
 
 def png_info(png: bytes) -> dict:

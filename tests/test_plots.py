@@ -55,6 +55,8 @@ def test_figure_png_records_dpi_and_smallest_font():
     assert info == {"width": 600, "height": 450, "dpi": 150.0, "smallest_font_pt": 9.0}
     tight = plots.png_info(plots.figure_png(fig, 200, bbox_inches="tight"))
     assert tight["dpi"] == 200.0 and tight["width"] < 800
+    ax.tick_params(labelsize=7)  # tick labels get their text in the save itself
+    assert plots.png_info(plots.figure_png(fig, 100))["smallest_font_pt"] == 7.0 == plots.smallest_font_pt(fig)
     with pytest.raises(ValueError, match="dpi"):
         plots.figure_png(fig, 0)
 
