@@ -140,6 +140,14 @@ def _retina_png(fig):
     return base64.b64encode(png).decode("ascii"), {"width": info["width"] // 2, "height": info["height"] // 2}
 
 
+def _space_panels(fig) -> None:
+    """Room between panels side by side, so that the last tick label of one x axis does not touch
+    the first of the next (panels sharing a y axis have no tick labels between them)."""
+    engine = fig.get_layout_engine()
+    if isinstance(engine, mpl.layout_engine.ConstrainedLayoutEngine):
+        engine.set(wspace=0.07)
+
+
 def panel_grid(n: int, *, ncols: int = 2, panel_size: tuple[float, float] = (3.2, 2.8),
                extra_width: float = 0.0):
     """A figure for `n` panels, at most `ncols` side by side, so that it fits the site's column.
@@ -156,6 +164,7 @@ def panel_grid(n: int, *, ncols: int = 2, panel_size: tuple[float, float] = (3.2
     nrows = math.ceil(n / ncols)
     width, height = panel_size
     fig, grid = plt.subplots(nrows, ncols, figsize=(width * ncols + extra_width, height * nrows), squeeze=False)
+    _space_panels(fig)
     axes = list(grid.ravel())
     for ax in axes[n:]:
         fig.delaxes(ax)
@@ -300,6 +309,7 @@ def information_plane_grid(rows: dict, *, colorbar_label: str = "epoch",
     width, height = panel_size
     fig, axes = plt.subplots(*shape, figsize=(width * shape[1] + 0.8, height * shape[0]),
                              sharex=True, sharey=True, squeeze=False)
+    _space_panels(fig)
     for i, (row, cols) in enumerate(rows.items()):
         for j, (col, (epochs, i_xt, i_ty)) in enumerate(cols.items()):
             ax = axes[j, i] if transpose else axes[i, j]
