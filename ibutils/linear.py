@@ -749,16 +749,16 @@ def plot_plane(ax, run: LinearRun, xlim=None, ylim=None):
     points = plots.information_plane(ax, run.epochs, i_xt, i_ty, xlim=xlim, ylim=ylim)
     for layer, name in enumerate(run.layer_names):
         ax.annotate(name, (i_xt[-1, layer], i_ty[-1, layer]), textcoords="offset points", xytext=(4, -9),
-                    fontsize=7, color="0.3")
+                    fontsize=8, color="0.3")
     return points
 
 
 def run_figure(run: LinearRun, *, title: str = "", error_ylim=None, plane_xlim=None, plane_ylim=None):
     """Two panels: errors against epoch (`plot_errors`) and the information plane (`plot_plane`).
 
-    Returns the Figure (9 x 3.4 inches).
+    Returns the Figure (7.2 x 3 inches, the width of the site's column).
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(plots.COLUMN_WIDTH, 3.0))
     plot_errors(left, run, error_ylim)
     points = plot_plane(right, run, plane_xlim, plane_ylim)
     fig.colorbar(points, ax=right, label="epoch")
@@ -772,8 +772,9 @@ def sweep_frame(runs: dict[tuple[int, float], LinearRun], n_train: int, snr: flo
 
     Left, its train and exact test error; middle, its information plane, titled with the largest
     fall of I(X;T) of any layer and seed; right, overtraining (final minus smallest test error, seed
-    mean) against P / Ni for every SNR, the current run marked. Axes are fixed across the sweep so
-    frames compare. Returns the Figure (12 x 3.4 inches).
+    mean) against P / Ni for every SNR, the current run marked; the first two side by side, the
+    third below them, so that it fits the site's column. Axes are fixed across the sweep so
+    frames compare. Returns the Figure (7.2 x 5.6 inches).
     """
     if (n_train, snr) not in runs:
         raise ValueError(f"(n_train, snr) = ({n_train!r}, {snr!r}) is not in the sweep: {sorted(runs)}")
@@ -785,7 +786,9 @@ def sweep_frame(runs: dict[tuple[int, float], LinearRun], n_train: int, snr: flo
     plane_ylim = (0, 1.15 * max(r.i_ty.mean(0).max() for r in runs.values()))
     n_in = run.w0.shape[-1]
 
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, panels = plt.subplot_mosaic([["errors", "plane"], ["overtraining", "overtraining"]],
+                                     figsize=(plots.COLUMN_WIDTH, 5.6))
+    left, middle, right = panels["errors"], panels["plane"], panels["overtraining"]
     plot_errors(left, run, error_ylim)
     left.set_title(f"P = {n_train}, P/Ni = {n_train / n_in:g}, SNR = {snr:g}")
     points = plot_plane(middle, run, plane_xlim, plane_ylim)
@@ -815,7 +818,7 @@ def gradient_figure(runs: dict[str, LinearRun], snr_floor: float = 1e-6):
     missing = [label for label, run in runs.items() if run.grad_stats is None]
     if not runs or missing:
         raise ValueError(f"runs must be non-empty and have gradient statistics; missing for {missing}")
-    fig, axes = plt.subplots(3, len(runs), figsize=(4.2 * len(runs), 8), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(3, len(runs), figsize=(3.5 * len(runs), 8), squeeze=False, sharex=True)
     for column, (label, run) in zip(axes.T, runs.items()):
         g = run.grad_stats
         plot_errors(column[0], run)

@@ -2,13 +2,28 @@
 
 Call `use_style()` once per chapter. Colours come from the colour-blind-safe Okabe-Ito
 palette; epochs are coloured with `EPOCH_CMAP` on a log scale.
+
+Sizes are chosen for the website's text column, 650 to 690 CSS px wide in a 1280-px window: a
+figure is shown at 100 CSS px per inch, scaled down to the column when wider. Its smallest text,
+8 pt, then shows at 8 / 72 * 100 = 11 CSS px, and still at 9 px or more up to about 8 inches of
+figure width. The figure functions therefore put at most two panels side by side (`panel_grid`)
+and keep figures within `COLUMN_WIDTH` inches. Every PNG the book makes (`figure_png`) records
+its resolution and the smallest font size its text uses (`png_info`), so that the page tests can
+measure each figure's smallest text as shown.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import math
+import struct
+import zlib
+
 import matplotlib as mpl
 import numpy as np
 import matplotlib.pyplot as plt
+from PIL import Image
 
 from ibutils.progress import time_figure_rendering
 
@@ -32,9 +47,17 @@ STYLE = {
 }
 
 
+COLUMN_WIDTH = 7.2  # inches: figures up to this wide show 8-pt text at 10 CSS px or more in the site's column
+SMALLEST_FONT_KEY = "ibutils:smallest-font-pt"  # PNG text chunk written by `figure_png`
+
+
 def use_style() -> None:
     """Apply the book's matplotlib style and retina inline figures; count figure rendering as
-    plotting in the run's time split (`ibutils.progress`)."""
+    plotting in the run's time split (`ibutils.progress`).
+
+    Inline figures are PNGs at twice the figure's dpi (200), shown at half their pixel size,
+    cropped to their content (`bbox_inches="tight"`) and stamped by `figure_png`.
+    """
     mpl.rcParams.update(STYLE)
     time_figure_rendering()
     try:
@@ -42,6 +65,122 @@ def use_style() -> None:
     except ImportError:
         return
     set_matplotlib_formats("retina")
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:  # IPython's own retina PNG, but stamped (`figure_png`)
+        shell.display_formatter.formatters["image/png"].for_type(mpl.figure.Figure, _retina_png)
+
+
+def _shown_texts(artist):
+    """The text artists that `artist` draws: visible, not blank, under visible parents."""
+    for child in artist.get_children():
+        if not child.get_visible():
+            continue
+        if isinstance(child, mpl.text.Text) and child.get_text().strip():
+            yield child
+        yield from _shown_texts(child)
+
+
+def _smallest_drawn_font(fig) -> float | None:
+    sizes = [t.get_fontsize() for t in _shown_texts(fig)]
+    return float(min(sizes)) if sizes else None
+
+
+def smallest_font_pt(fig) -> float | None:
+    """The smallest font size (points) of any text `fig` shows (titles, labels, tick labels,
+    legends, annotations, colour bars), or None when it shows no text. Lays the figure out
+    first (without rendering it): tick labels get their text only when the figure is drawn."""
+    fig.draw_without_rendering()
+    return _smallest_drawn_font(fig)
+
+
+def _with_text_chunk(png: bytes, key: str, value: str) -> bytes:
+    """`png` with a tEXt chunk `key`: `value` (Latin-1) after its header chunk (IHDR)."""
+    data = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+    chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+    end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def figure_png(fig, dpi: float, **savefig_kwargs) -> bytes:
+    """`fig` as PNG bytes at `dpi`, stamped with what its legibility depends on: the resolution
+    (the pHYs chunk) and the smallest font size of its text in points (a text chunk,
+    `SMALLEST_FONT_KEY`, read from the text the save drew, as `smallest_font_pt` would). Read
+    both back with `png_info`. `savefig_kwargs` go to `fig.savefig` (e.g. `bbox_inches="tight"`)."""
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float, np.integer, np.floating)) or not dpi > 0:
+        raise ValueError(f"dpi must be a positive number, got {dpi!r}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, **savefig_kwargs)
+    smallest = _smallest_drawn_font(fig)  # after the save: tick labels have their text now
+    png = buffer.getvalue()
+    return png if smallest is None else _with_text_chunk(png, SMALLEST_FONT_KEY, f"{smallest:g}")
+
+
+def png_info(png: bytes) -> dict:
+    """What a PNG says about its legibility: `width` and `height` (pixels), `dpi` (from its pHYs
+    chunk, None if absent) and `smallest_font_pt` (from `figure_png`'s text chunk, None if absent)."""
+    with Image.open(io.BytesIO(png)) as image:
+        if image.format != "PNG":
+            raise ValueError(f"png: expected PNG bytes, got {image.format}")
+        dpi = image.info.get("dpi")
+        font = image.text.get(SMALLEST_FONT_KEY)
+        return {"width": image.width, "height": image.height,
+                "dpi": None if dpi is None else round(float(dpi[0]), 1),
+                "smallest_font_pt": None if font is None else float(font)}
+
+
+def _retina_png(fig):
+    """The inline backend's PNG of `fig`: twice its dpi, shown at half size (IPython's "retina")."""
+    if not fig.axes and not fig.lines:
+        return None
+    png = figure_png(fig, 2 * fig.dpi, bbox_inches="tight", facecolor=fig.get_facecolor(),
+                     edgecolor=fig.get_edgecolor())
+    info = png_info(png)
+    return base64.b64encode(png).decode("ascii"), {"width": info["width"] // 2, "height": info["height"] // 2}
+
+
+def _space_panels(fig) -> None:
+    """Room between panels side by side, so that the last tick label of one x axis does not touch
+    the first of the next (panels sharing a y axis have no tick labels between them)."""
+    engine = fig.get_layout_engine()
+    if isinstance(engine, mpl.layout_engine.ConstrainedLayoutEngine):
+        engine.set(wspace=0.07)
+
+
+def panel_grid(n: int, *, ncols: int = 2, panel_size: tuple[float, float] = (3.2, 2.8),
+               extra_width: float = 0.0):
+    """A figure for `n` panels, at most `ncols` side by side, so that it fits the site's column.
+
+    Each panel gets `panel_size` (width, height) inches, plus `extra_width` inches in all (e.g. a
+    colour bar). Returns `(fig, axes)`, `axes` a list of the `n` panels in reading order (the
+    unused cells of the last row are removed).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer (panels), got {n!r}")
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer (panels per row), got {ncols!r}")
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    width, height = panel_size
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width * ncols + extra_width, height * nrows), squeeze=False)
+    _space_panels(fig)
+    axes = list(grid.ravel())
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
+
+
+def _label_outer(axes, ncols: int) -> None:
+    """Panels with the same limits: axis labels and tick labels on the left column and on the
+    lowest panel of each column only."""
+    for i, ax in enumerate(axes):
+        if i % ncols:
+            ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+        if i + ncols < len(axes):
+            ax.set_xlabel("")
+            ax.tick_params(labelbottom=False)
 
 
 def _epoch_norm(epochs) -> mpl.colors.Normalize:
@@ -73,17 +212,22 @@ def information_plane(ax, epochs, i_xt, i_ty, *, title: str = "", xlim=(0, 12.5)
     return points
 
 
-def information_planes(planes: dict, *, colorbar_label: str = "epoch", **kwargs):
-    """Side-by-side information planes sharing axes and one epoch colour bar.
+def information_planes(planes: dict, *, colorbar_label: str = "epoch", ncols: int = 2,
+                       panel_size: tuple[float, float] = (3.2, 2.8), **kwargs):
+    """Information planes with the same axes and one epoch colour bar, `ncols` side by side
+    (four planes make a 2 x 2 grid).
 
-    `planes` maps a panel title to `(epochs, i_xt, i_ty)` as for `information_plane`.
+    `planes` maps a panel title to `(epochs, i_xt, i_ty)` as for `information_plane`; keyword
+    arguments go to it. `panel_size` is (width, height) in inches of each plane. Returns the
+    figure; its first axes are the planes, in the order of `planes`.
     """
-    fig, axes = plt.subplots(1, len(planes), figsize=(4.2 * len(planes) + 0.8, 3.8), sharey=True, squeeze=False)
-    for ax, (title, (epochs, i_xt, i_ty)) in zip(axes[0], planes.items()):
+    if not planes:
+        raise ValueError("planes: give at least one plane, {title: (epochs, i_xt, i_ty)}")
+    fig, axes = panel_grid(len(planes), ncols=ncols, panel_size=panel_size, extra_width=0.8)
+    for ax, (title, (epochs, i_xt, i_ty)) in zip(axes, planes.items()):
         points = information_plane(ax, epochs, i_xt, i_ty, title=title, **kwargs)
-    for ax in axes[0][1:]:
-        ax.set_ylabel("")
-    fig.colorbar(points, ax=axes[0].tolist(), label=colorbar_label, shrink=0.9)
+    _label_outer(axes, min(ncols, len(axes)))
+    fig.colorbar(points, ax=axes, label=colorbar_label, shrink=0.9)
     return fig
 
 
@@ -108,30 +252,30 @@ def learning_curves(ax, epochs, curves: dict, *, ylabel: str, logx: bool = True)
     ax.legend()
 
 
-def activity_histograms(epochs, hist, edges, names, *, title: str = ""):
-    """Heat maps of activity over training, one panel per layer (Saxe et al. Fig. 16/17).
+def activity_histograms(epochs, hist, edges, names, *, title: str = "", ncols: int = 3):
+    """Heat maps of activity over training, one panel per layer (Saxe et al. Fig. 16/17), `ncols`
+    side by side.
 
     `hist[l]` is `[snapshots, bins]` (fractions), `edges[l]` its bin edges. Colour is log10 of
     the fraction of activity values in a bin; x is the epoch (log scale).
     """
-    n = len(hist)
-    fig, axes = plt.subplots(1, n, figsize=(2.1 * n + 0.8, 2.8), squeeze=False)
+    fig, axes = panel_grid(len(hist), ncols=ncols, panel_size=(2.1, 2.3), extra_width=0.8)
     epochs = np.maximum(np.asarray(epochs), 1)
     x_edges = np.concatenate([[epochs[0] * 0.8], np.sqrt(epochs[1:] * epochs[:-1]), [epochs[-1] * 1.2]])
     norm = mpl.colors.LogNorm(vmin=1e-4, vmax=1)
-    for ax, h, e, name in zip(axes[0], hist, edges, names):
+    for i, (ax, h, e, name) in enumerate(zip(axes, hist, edges, names)):
         mesh = ax.pcolormesh(x_edges, e, np.clip(h.T, 1e-4, None), norm=norm, cmap="magma", shading="flat")
-        ax.set(xscale="log", title=name, xlabel="epoch")
-    axes[0][0].set_ylabel("activity")
-    fig.colorbar(mesh, ax=axes[0].tolist(), label="fraction of values", shrink=0.9)
+        ax.set(xscale="log", title=name, xlabel="epoch" if i + ncols >= len(axes) else "",
+               ylabel="" if i % ncols else "activity")
+    fig.colorbar(mesh, ax=axes, label="fraction of values", shrink=0.9)
     if title:
         fig.suptitle(title)
     return fig
 
 
 def curve_panels(epochs, panels: dict, *, mark: float | None = None, title: str = "",
-                 panel_size: tuple[float, float] = (2.9, 2.7)):
-    """A row of panels over training, each drawn by `learning_curves` (seed mean ± 1 sd).
+                 panel_size: tuple[float, float] = (2.9, 2.7), ncols: int = 2):
+    """Panels over training, `ncols` side by side, each drawn by `learning_curves` (seed mean ± 1 sd).
 
     `panels` maps a panel title to `(ylabel, curves)`, with `curves` as for `learning_curves`:
     `{label: [seeds, snapshots]}`. `mark`, if given, is an epoch drawn as a dotted vertical line in
@@ -139,9 +283,8 @@ def curve_panels(epochs, panels: dict, *, mark: float | None = None, title: str 
     """
     if not panels:
         raise ValueError("panels: give at least one panel, {title: (ylabel, {label: values})}")
-    width, height = panel_size
-    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
-    for ax, (panel_title, (ylabel, curves)) in zip(axes[0], panels.items()):
+    fig, axes = panel_grid(len(panels), ncols=ncols, panel_size=panel_size)
+    for ax, (panel_title, (ylabel, curves)) in zip(axes, panels.items()):
         learning_curves(ax, epochs, curves, ylabel=ylabel)
         ax.set_title(panel_title)
         if mark is not None:
@@ -151,25 +294,31 @@ def curve_panels(epochs, panels: dict, *, mark: float | None = None, title: str 
     return fig
 
 
-def information_plane_grid(rows: dict, *, colorbar_label: str = "epoch", **kwargs):
+def information_plane_grid(rows: dict, *, colorbar_label: str = "epoch",
+                           panel_size: tuple[float, float] = (3.2, 2.8), **kwargs):
     """A grid of information planes sharing both axes and one epoch colour bar.
 
     `rows` maps a row title to a dict mapping a column title to `(epochs, i_xt, i_ty)` as for
     `information_plane`; every row must have the same columns. Panels are titled
-    "row, column". Keyword arguments go to `information_plane`.
+    "row, column". So that the grid fits the site's column, the shorter of its two sides runs
+    across: 2 rows of 3 columns are drawn as 3 rows of 2, each column then one of `rows`.
+    `panel_size` is (width, height) in inches of each plane. Keyword arguments go to
+    `information_plane`.
     """
     columns = list(next(iter(rows.values())))
     if any(list(cols) != columns for cols in rows.values()):
         raise ValueError(f"rows must all have the columns {columns}")
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(3.9 * len(columns) + 0.8, 3.4 * len(rows)),
+    transpose = len(columns) > len(rows)
+    shape = (len(columns), len(rows)) if transpose else (len(rows), len(columns))
+    width, height = panel_size
+    fig, axes = plt.subplots(*shape, figsize=(width * shape[1] + 0.8, height * shape[0]),
                              sharex=True, sharey=True, squeeze=False)
+    _space_panels(fig)
     for i, (row, cols) in enumerate(rows.items()):
         for j, (col, (epochs, i_xt, i_ty)) in enumerate(cols.items()):
-            points = information_plane(axes[i, j], epochs, i_xt, i_ty, title=f"{row}, {col}", **kwargs)
-            if j:
-                axes[i, j].set_ylabel("")
-            if i < len(rows) - 1:
-                axes[i, j].set_xlabel("")
+            ax = axes[j, i] if transpose else axes[i, j]
+            points = information_plane(ax, epochs, i_xt, i_ty, title=f"{row}, {col}", **kwargs)
+    _label_outer(list(axes.ravel()), shape[1])
     fig.colorbar(points, ax=axes.ravel().tolist(), label=colorbar_label, shrink=0.9)
     return fig
 
@@ -224,36 +373,38 @@ def layer_curves(ax, epochs, values, names, *, ylabel: str, title: str = ""):
 def gradient_panels(rows: dict, layer: int, *, layer_name: str = ""):
     """Gradient statistics of one layer across runs (Saxe et al. Fig. 20), seed means, log-log.
 
-    `rows` maps a row title (e.g. the activation) to a dict mapping a run label to its record,
+    `rows` maps a group title (e.g. the activation) to a dict mapping a run label to its record,
     an object with `epochs` `[K]` and `mean`, `std`, `snr`, `weight_norm` `[seeds, K, layers]`
-    (`ibutils.gradients.Trajectory`). Columns: the norms of the gradients' mean (solid) and
-    std (dashed), their ratio (SNR), and the weight norm ||W||_F; one colour per run.
-    Returns the figure.
+    (`ibutils.gradients.Trajectory`). One column per group, titled with it and `layer_name`;
+    rows: the norms of the gradients' mean (solid) and std (dashed), their ratio (SNR), and the
+    weight norm ||W||_F; one colour per run. Returns the figure (axes row by row).
     """
-    fig, axes = plt.subplots(len(rows), 3, figsize=(11, 2.9 * len(rows)), sharex=True, squeeze=False)
-    for ax_row, (row, runs) in zip(axes, rows.items()):
+    fig, axes = plt.subplots(3, len(rows), figsize=(3.4 * len(rows) + 0.3, 7.2), sharex=True, squeeze=False)
+    for ax_col, (row, runs) in zip(axes.T, rows.items()):
         for (label, g), colour in zip(runs.items(), OKABE_ITO):
             epochs = np.maximum(np.asarray(g.epochs), 1)
             # seeds without an SNR (zero gradient: 0/0) are left out of its mean
             mean = {key: np.nanmean(getattr(g, key)[:, :, layer], 0) for key in ("mean", "std", "snr", "weight_norm")}
-            ax_row[0].plot(epochs, mean["mean"], color=colour, lw=1.2)
-            ax_row[0].plot(epochs, mean["std"], color=colour, lw=1.0, ls="--")
-            ax_row[1].plot(epochs, mean["snr"], color=colour, lw=1.2, label=label)
-            ax_row[2].plot(epochs, mean["weight_norm"], color=colour, lw=1.2, label=label)
-        titles = ("gradient norms", "gradient SNR = |mean| / |std|", "weight norm")
-        ylabels = ("norm", "SNR", "$\\|W\\|_F$")
-        for ax, title, ylabel in zip(ax_row, titles, ylabels):
-            ax.set(xscale="log", yscale="log", ylabel=ylabel, title=f"{row} {layer_name}: {title}")
+            ax_col[0].plot(epochs, mean["mean"], color=colour, lw=1.2)
+            ax_col[0].plot(epochs, mean["std"], color=colour, lw=1.0, ls="--")
+            ax_col[1].plot(epochs, mean["snr"], color=colour, lw=1.2, label=label)
+            ax_col[2].plot(epochs, mean["weight_norm"], color=colour, lw=1.2, label=label)
+        ax_col[0].set_title(f"{row} {layer_name}".strip())
+    ylabels = ("gradient norms", "gradient SNR\n= |mean| / |std|", "weight norm $\\|W\\|_F$")
+    for ax_row, ylabel in zip(axes, ylabels):
+        ax_row[0].set_ylabel(ylabel)
+        for ax in ax_row:
+            ax.set(xscale="log", yscale="log")
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
     styles = [mpl.lines.Line2D([], [], color="0.3", lw=1.2), mpl.lines.Line2D([], [], color="0.3", lw=1.0, ls="--")]
     axes[0, 0].legend(styles, ["|mean|", "|std|"])
-    axes[0, 1].legend()
+    axes[1, 0].legend()
     return fig
 
 
 def kde_summary(series: dict, *, title: str = "", h_x: float | None = None):
-    """One network's training summary in four panels (Saxe et al. Fig. 9/10, one row each):
+    """One network's training summary in four panels, 2 x 2 (Saxe et al. Fig. 9/10, one row each):
     cross-entropy (bits), the KDE band of I(X;T) between its lower and upper bound per layer,
     binned I(X;T) per layer, and the gradient SNR per layer, all against epoch (log scale).
 
@@ -263,7 +414,7 @@ def kde_summary(series: dict, *, title: str = "", h_x: float | None = None):
     `h_x` draws the ceiling log2 N of the estimates as a dotted line. Returns the figure.
     """
     epochs = np.maximum(np.asarray(series["epochs"]), 1)
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.0))
+    fig, axes = panel_grid(4, ncols=2, panel_size=(3.5, 2.6))
     for key, ls in (("train_loss", "-"), ("test_loss", "--")):
         axes[0].plot(epochs, np.asarray(series[key]) / np.log(2), color="0.2", ls=ls, label=key.replace("_", " "))
     axes[0].set(xscale="log", xlabel="epoch", ylabel="cross-entropy (bits)", title="loss")
@@ -280,7 +431,7 @@ def kde_summary(series: dict, *, title: str = "", h_x: float | None = None):
         if h_x is not None:
             ax.axhline(h_x, color="0.3", ls=":", lw=0.8)
     axes[3].set(xscale="log", yscale="log", xlabel="epoch", ylabel="SNR", title="gradient SNR = |mean| / |std|")
-    axes[1].legend(fontsize=7)
+    axes[1].legend()
     if title:
         fig.suptitle(title)
     return fig
@@ -308,32 +459,37 @@ VERDICT_COLOURS = {"compresses": "#E69F00", "slight": "#F5DDA8", "none": "#9ECAE
 
 
 def verdict_matrix(matrix: dict, *, row_labels: dict | None = None, column_labels: dict | None = None):
-    """Compression by network (rows) and estimator (columns), as `experiments.verdict_matrix`
-    returns it. Each cell's upper part shows the hidden layers' compression (its most compressing
-    hidden layer), its lower strip the output layer's, in bits (seed mean ± spread over seeds),
-    each on the colour of its verdict (`VERDICT_COLOURS`); "–" where the estimator was not run.
+    """Compression by network and estimator, as `experiments.verdict_matrix` returns it (its rows
+    the networks, its columns the estimators), drawn with the networks across and the estimators
+    down so that it fits the site's column. Each cell's upper part shows the hidden layers'
+    compression (its most compressing hidden layer), its lower strip the output layer's, in bits
+    (seed mean ± spread over seeds), each on the colour of its verdict (`VERDICT_COLOURS`); "–"
+    where the estimator was not run. `row_labels` and `column_labels` rename networks and
+    estimators.
     """
     rows, columns = matrix["rows"], matrix["columns"]
-    fig, ax = plt.subplots(figsize=(1.05 * len(columns) + 2.4, 0.8 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(0.9 * len(rows) + 1.9, 0.5 * len(columns) + 1.3))
     for i in range(len(rows)):
         for j in range(len(columns)):
-            for part, top, height, size in (("hidden", i, 0.62, 7.5), ("output", i + 0.62, 0.38, 6.5)):
-                ax.add_patch(mpl.patches.Rectangle((j, top), 1, height,
+            for part, top, height in (("hidden", j, 0.58), ("output", j + 0.58, 0.42)):
+                ax.add_patch(mpl.patches.Rectangle((i, top), 1, height,
                                                    color=VERDICT_COLOURS[matrix[f"{part}_verdict"][i][j]]))
                 value = matrix[part][i][j]
                 text = "–" if np.isnan(value) else f"{value:.2f}±{matrix[f'{part}_sd'][i][j]:.2f}"
-                ax.text(j + 0.5, top + height / 2, text, ha="center", va="center", fontsize=size)
-            ax.plot([j, j + 1], [i + 0.62] * 2, color="white", lw=0.8)
-    ax.set(xlim=(0, len(columns)), ylim=(len(rows), 0))
-    ax.set_xticks(np.arange(len(columns)) + 0.5, [(column_labels or {}).get(c, c) for c in columns],
-                  rotation=40, ha="right", fontsize=8)
-    ax.set_yticks(np.arange(len(rows)) + 0.5, [(row_labels or {}).get(r, r) for r in rows], fontsize=8)
+                ax.text(i + 0.5, top + height / 2, text, ha="center", va="center", fontsize=8)
+            ax.plot([i, i + 1], [j + 0.58] * 2, color="white", lw=0.8)
+    ax.set(xlim=(0, len(rows)), ylim=(len(columns), 0))
+    ax.xaxis.tick_top()
+    ax.set_xticks(np.arange(len(rows)) + 0.5, [(row_labels or {}).get(r, r) for r in rows], fontsize=8)
+    ax.set_yticks(np.arange(len(columns)) + 0.5, [(column_labels or {}).get(c, c) for c in columns], fontsize=8)
     ax.tick_params(length=0)
-    for j in range(1, len(columns)):
-        ax.axvline(j, color="white", lw=2)
+    ax.spines[:].set_visible(False)
     for i in range(1, len(rows)):
-        ax.axhline(i, color="white", lw=2)
+        ax.axvline(i, color="white", lw=2)
+    for j in range(1, len(columns)):
+        ax.axhline(j, color="white", lw=2)
     handles = [mpl.patches.Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items() if v != "n/a"]
-    ax.legend(handles=handles, title="verdict", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    ax.legend(handles=handles, title="verdict", loc="upper center", bbox_to_anchor=(0.5, 0), ncols=len(handles),
+              fontsize=8, title_fontsize=8)
     ax.set_title("compression (bits): hidden layers, output layer below", fontsize=9)
     return fig

@@ -272,7 +272,7 @@ class History:
 
     def plot(self, estimators: Sequence[str] | None = None, *, h_x: float | None = None,
              h_y: float | None = None, **kwargs):
-        """Information planes side by side, one per estimator output (default: all), each layer a
+        """Information planes, two side by side, one per estimator output (default: all), each layer a
         trajectory coloured by step (`ibutils.plots.information_planes`) and labelled with its
         name at its first point. `h_x`, `h_y` draw the ceilings H(X) and H(Y) as dotted lines;
         axes fit them and the data unless `xlim`/`ylim` are given. Returns the figure."""
@@ -285,7 +285,7 @@ class History:
         fig = plots.information_planes(planes, colorbar_label="step", h_x=h_x, h_y=h_y, **kwargs)
         for ax, (_, i_xt, i_ty) in zip(fig.axes, planes.values()):
             for name, x, y in zip(self.layers, i_xt[0], i_ty[0]):
-                ax.annotate(name, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7, color="0.25")
+                ax.annotate(name, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=8, color="0.25")
         return fig
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -196,16 +196,20 @@ def test_tishby_net_records_gradient_statistics_only_when_asked(tmp_path, monkey
         experiments.tishby_net(config, [0], gradient_stats="batch", progress=False)
 
 
-def test_gradient_panels_draw_one_row_per_group_on_log_axes():
+def test_gradient_panels_draw_one_column_per_group_on_log_axes():
     from ibutils import plots
 
     rng = np.random.default_rng(3)
     shape = (2, 5, 3)
     record = gradients.Trajectory("minibatch", np.arange(1, 6), *(rng.uniform(0.1, 1, shape) for _ in range(4)))
-    fig = plots.gradient_panels({"tanh": {"SGD": record, "BGD": record}, "relu": {"SGD": record}}, 1)
+    fig = plots.gradient_panels({"tanh": {"SGD": record, "BGD": record}, "relu": {"SGD": record}}, 1,
+                                layer_name="layer 2")
     assert len(fig.axes) == 6
     assert all(ax.get_xscale() == ax.get_yscale() == "log" for ax in fig.axes)
-    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), record.snr[:, :, 1].mean(0))
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["tanh layer 2", "relu layer 2"]
+    # rows: gradient norms, SNR, weight norm; the SNR of the first group's first run
+    np.testing.assert_allclose(fig.axes[2].lines[0].get_ydata(), record.snr[:, :, 1].mean(0))
+    assert fig.get_size_inches()[0] <= plots.COLUMN_WIDTH
 
 
 def test_series_leaves_seeds_without_an_snr_out_of_its_mean():
@@ -227,5 +231,12 @@ def test_information_plane_grid_shares_axes_and_checks_columns():
     planes = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in planes] == ["tanh, SGD", "tanh, BGD", "relu, SGD", "relu, BGD"]
     assert all(ax.get_xlim() == planes[0].get_xlim() for ax in planes)
+    # three columns are drawn as three rows of two, a column per row title
+    three = {row: {"SGD": panel, "BGD": panel, "BGD fast": panel} for row in ("tanh", "relu")}
+    fig = plots.information_plane_grid(three)
+    planes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in planes] == ["tanh, SGD", "relu, SGD", "tanh, BGD", "relu, BGD",
+                                                 "tanh, BGD fast", "relu, BGD fast"]
+    assert fig.get_size_inches()[0] <= plots.COLUMN_WIDTH + 0.1
     with pytest.raises(ValueError, match="columns"):
         plots.information_plane_grid({"tanh": {"SGD": panel}, "relu": {"BGD": panel}})

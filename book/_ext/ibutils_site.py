@@ -5,9 +5,13 @@
   folder, relative to the page (default `_static/results`); the chapters are the page's
   sibling notebooks `NN_<chapter-id>.ipynb`, and each row links to its chapter's Findings.
 - Data behind the figures: on a chapter page whose results JSON is published, every cell
-  output with a figure (an image, an `ibutils-slider` or an `ibutils-chart`) gets a line under it linking that
-  JSON and the CSV tables (`ibutils.sitedata`, written by `ibutils.execute.stage_results`),
-  and the page gets a closing section "Data behind the figures" listing the files.
+  output with a figure (an image, an `ibutils-slider` or an `ibutils-chart`) gets a line
+  under it linking that JSON and the CSV tables (`ibutils.sitedata`, written by
+  `ibutils.execute.stage_results`), and the page gets a closing section "Data behind the figures" listing the files.
+- Figures open at full size: a click (or tap) on a figure of a cell output, a slider's frames
+  included, follows a link to its PNG file, where a phone can zoom into it. Slider frames are
+  written out of the page (their base64 `data:` URIs, which browsers do not open from a link)
+  into `_images/` under a name from their content.
 - Pages must log no console errors (tests/site checks this):
   * sphinx-thebe's configuration script ends up twice in every page under Jupyter Book 1,
     and the second copy throws "Identifier 'THEBE_JS_URL' has already been declared";
@@ -26,13 +30,16 @@
   paragraph ends where its author ended it.
 - Charts (`ibutils.charts`): a page holding one loads BokehJS from the site's `_static/`
   (`charts.BOKEHJS_STATIC`, put there by `ibutils.execute.vendor_js`); other pages do not.
-- `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width,
-  charts and their fallback figures, chapter 6's verdict table.
+- `ibutils.css` (book/_static): scoreboard, data lines, figures that shrink to phone width and
+  show a zoom cursor, charts and their fallback figures, chapter 6's verdict table.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
+import html
 import inspect
 import posixpath
 import re
@@ -41,6 +48,7 @@ from pathlib import Path
 from docutils import nodes
 from sphinx.ext.autosummary import Autosummary, import_by_name
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.osutil import relative_uri
 
 from ibutils import charts, scoreboard
 
@@ -115,6 +123,10 @@ def _shows_figure(output: nodes.Element) -> bool:
     return False
 
 
+def _cell_outputs(doctree):
+    return [n for n in doctree.findall(nodes.container) if n.get("nb_element") == "cell_code_output"]
+
+
 def _link(text: str, uri: str) -> nodes.reference:
     return nodes.reference(text, text, refuri=uri)
 
@@ -131,8 +143,8 @@ def _link_figure_data(app, doctree):
     json_path, json_url = published
     up = "../" * docname.count("/")
     tables = sorted(json_path.with_suffix("").glob("*.csv"))
-    for output in list(doctree.findall(nodes.container)):
-        if output.get("nb_element") != "cell_code_output" or not _shows_figure(output):
+    for output in _cell_outputs(doctree):
+        if not _shows_figure(output):
             continue
         line = nodes.paragraph(classes=["ibutils-figure-data"])
         line += nodes.Text("Data behind this figure: ")
@@ -171,6 +183,51 @@ def _link_figure_data(app, doctree):
         section += items
     doctree.note_implicit_target(section, section)
     top += section
+
+
+FIGURE_LINK_CLASS = "ibutils-figure-link"
+_FRAME = re.compile(r'<img class="ibutils-slider-frame"([^>]*?) src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+def _write_frame(app, png_base64: str) -> str:
+    """A slider frame's PNG, written once into the site's `_images/`; returns its file name."""
+    png = base64.b64decode(png_base64)
+    name = f"ibutils-frame-{hashlib.sha256(png).hexdigest()[:20]}.png"
+    path = Path(app.outdir, app.builder.imagedir, name)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+    return name
+
+
+def _link_figures(app, doctree, docname):
+    """Each figure of a cell output, and each slider frame, inside a link to its full-size PNG."""
+    if app.builder.format != "html":
+        return
+    images = relative_uri(app.builder.get_target_uri(docname), app.builder.imagedir)
+    for output in _cell_outputs(doctree):
+        for image in list(output.findall(nodes.image)):
+            if isinstance(image.parent, nodes.reference):
+                continue
+            source = image.get("candidates", {}).get("image/png", image["uri"])
+            if source not in app.env.images:  # not a file of this site (a remote image)
+                continue
+            link = nodes.reference("", "", internal=True, classes=[FIGURE_LINK_CLASS],
+                                   refuri=posixpath.join(images, app.env.images[source][1]))
+            image.replace_self(link)
+            link += image
+        for raw in list(output.findall(nodes.raw)):
+            text = raw.astext()
+            if "ibutils-slider-frame" not in text:
+                continue
+
+            def frame(match):
+                href = html.escape(posixpath.join(images, _write_frame(app, match.group(2))))
+                return (f'<a class="{FIGURE_LINK_CLASS}" href="{href}">'
+                        f'<img class="ibutils-slider-frame"{match.group(1)} src="{href}"></a>')
+
+            raw.replace_self(nodes.raw("", _FRAME.sub(frame, text), format=raw.get("format", "html"),
+                                       classes=raw.get("classes", [])))
 
 
 _INLINE_CODE = re.compile(r"(``.*?``|`[^`]*`)")
@@ -269,6 +326,7 @@ def setup(app):
     app.add_directive("ibutils-scoreboard", Scoreboard)
     # before the toc collector (priority 500), so the added section shows in the page's contents
     app.connect("doctree-read", _link_figure_data, priority=400)
+    app.connect("doctree-resolved", _link_figures)
     app.connect("autodoc-process-docstring", _plain_text_docstring, priority=600)  # after napoleon (500)
     app.add_css_file("ibutils.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
