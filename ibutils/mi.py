@@ -783,6 +783,7 @@ def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, sc
     w = None if weights is None else weights.to(dtype)
     sums = torch.zeros(len(scales), 2, len(blocks), len(h), dtype=dtype, device=h.device)
     floor = _EXP_FLOOR[dtype]
+    kl_floor = math.exp(floor / 4)
     size = max(rows.stop - rows.start for rows, _ in blocks) ** 2
     product, exponent, kernel = (torch.empty(size, dtype=t, device=h.device) for t in (torch.float64, dtype, dtype))
     for b, (rows, _) in enumerate(blocks):
@@ -801,8 +802,8 @@ def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, sc
                 else:
                     torch.mul(x, scale / widest, out=k_ij).clamp_(min=floor).exp_()
                 for k in (1, 0):
-                    if k == 0:
-                        k_ij.mul_(k_ij).mul_(k_ij)  # exp(x / 4) ** 4
+                    if k == 0:  # exp(x / 4) ** 4, its terms raised to e**floor as well
+                        k_ij.clamp_(min=kl_floor).mul_(k_ij).mul_(k_ij)
                     _weighted_sums(k_ij, None if w is None else w[cols], 1, sums[v, k, c, rows])
                     if b != c:
                         _weighted_sums(k_ij, None if w is None else w[rows], 0, sums[v, k, b, cols])
