@@ -821,11 +821,11 @@ def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
         I(T;Y) = I(X;T) + (1/N) sum_i log((1/N_{y_i}) sum_{j: y_j = y_i} k_ij)
     i.e. H(T) - sum_l p_l H(T|Y=l) with class-restricted sums; the H(T|X) constants cancel.
 
-    On the device of `t`, in panels of `chunk_size` rows (None: 512) against the later columns
-    of the distance matrix (D is symmetric, each pair is computed once), over the distinct
+    On the device of `t`, in square blocks of `chunk_size` rows and columns (None: 512) on and
+    above the diagonal of the distance matrix (D is symmetric, each pair is computed once), over the distinct
     (row, label) pairs of `t` weighted by their counts (`distinct_rows`) when at most 7/8 of
     the rows are distinct. Distances, the accumulation of the sums and the logs are float64;
-    `precision` is the dtype of the kernels and of their sums within a panel: "float32" (the
+    `precision` is the dtype of the kernels and of their sums within a block: "float32" (the
     default; see `kde_sweep` for its error) or "float64". `kde_sweep` gives several noise
     variances from the same distances.
     """
