@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each side (best counts)")
     parser.add_argument("--base", default="1a1d8c7", help="the commit to compare with")
     parser.add_argument("--runs", type=Path, help="a file to keep the trained networks in (torch.save)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by this process's CPU time (time.process_time), not wall time: steadier under load")
     parser.add_argument("--measured", type=int, help="snapshots measured per network (default: 30, chapter 6's)")
     args = parser.parse_args()
     size, repeats = (SMOKE, 1) if args.smoke else (FULL, args.repeats)
@@ -86,7 +89,8 @@ def main() -> int:
     failed, totals, count = [], [0.0, 0.0], 0
     with tempfile.TemporaryDirectory() as folder:
         base_experiments, base_infoplane = base_package(args.base, Path(folder))
-        print(f"torch {torch.__version__}, numpy {np.__version__}, 1 torch thread; base {args.base}\n")
+        print(f"torch {torch.__version__}, numpy {np.__version__}, 1 torch thread; base {args.base}; "
+              f"{'CPU' if args.cpu_time else 'wall'} time\n")
         print(f"{'network':<10}{'layer-snapshots':>16}{'base ms':>10}{'new ms':>9}{'ratio':>7}  largest difference (bits)")
         for activation, run in runs.items():
             visit = infoplane.snapshot_subset(run.epochs, size["measured"])
@@ -100,7 +104,7 @@ def main() -> int:
                 return base_infoplane.estimate(run, x, y, base_experiments.EstimatorSettings(**settings).estimators(run, x),
                                                visit, progress=False)
 
-            (base_planes, new_planes), (t_base, t_new) = interleaved([base, new], repeats)
+            (base_planes, new_planes), (t_base, t_new) = interleaved([base, new], repeats, time.process_time if args.cpu_time else time.perf_counter)
             cells = len(visit) * (len(run.sizes) - 1) * len(run.seeds)
             differences = {}
             for name, plane in base_planes.items():

@@ -37,15 +37,16 @@ NOISE_VARS = [0.1, 1e-3]
 BINS = 30
 
 
-def interleaved(fns, repeats: int):
+def interleaved(fns, repeats: int, clock=time.perf_counter):
     """(results, best times in s) of the functions `fns`, called in turn `repeats` times, so that
-    a machine busy with other work slows them alike."""
+    a machine busy with other work slows them alike; `clock` e.g. `time.process_time` to count
+    this process's CPU time only (steadier on a loaded machine)."""
     times, results = [[] for _ in fns], [None for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            start = time.perf_counter()
+            start = clock()
             results[i] = fn()
-            times[i].append(time.perf_counter() - start)
+            times[i].append(clock() - start)
     return results, [min(t) for t in times]
 
 

@@ -613,11 +613,16 @@ def _kth_neighbour_log_distance(x: torch.Tensor, k: int, eps: float) -> float:
     """Mean over the rows of `x` [n, d] of log(r + eps), r the Euclidean distance (float64) of a row
     to its k-th nearest other row, duplicates of the row included (at distance 0).
 
-    Equal rows are found once (`distinct_rows`) and the k-d tree (scipy's cKDTree, one thread)
-    holds each distinct row once: a row with at least k duplicates has r = 0, and the others count
-    their nearest distinct rows with their multiplicities until k other rows are reached.
+    By a k-d tree (scipy's cKDTree, one thread). When rows repeat (`_distinct_row_bound` < n),
+    the tree holds each distinct row once: a row with at least k duplicates has r = 0, and the
+    others count their nearest distinct rows with their multiplicities until k other rows are
+    reached.
     """
-    rows, _, counts = distinct_rows(x, torch.zeros(len(x), dtype=torch.int64))
+    no_labels = torch.zeros(len(x), dtype=torch.int64, device=x.device)
+    if _distinct_row_bound(x, no_labels) == len(x):  # the k+1 nearest rows are the row and k others
+        points = x.to("cpu", torch.float64).numpy()
+        return float(np.log(cKDTree(points).query(points, k=[k + 1], workers=1)[0][:, 0] + eps).mean())
+    rows, _, counts = distinct_rows(x, no_labels)
     points, counts = rows.to("cpu", torch.float64).numpy(), counts.cpu().numpy()
     nearest = min(k + 1, len(points))  # the row itself and up to k distinct neighbours
     dist, index = cKDTree(points).query(points, k=list(range(1, nearest + 1)), workers=1)
@@ -676,14 +681,6 @@ def kraskov(t, y, k=2, eps=1e-16) -> MI:
 # --- KDE ----------------------------------------------------------------------------------------
 
 
-def _exp_(x: torch.Tensor) -> torch.Tensor:
-    """exp in place; on the CPU through NumPy, whose exp is ~2x (float32) to ~10x (float64) torch's here."""
-    if x.device.type == "cpu" and x.is_contiguous():
-        np.exp(x.numpy(), out=x.numpy())
-        return x
-    return x.exp_()
-
-
 def distinct_rows(t, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The distinct (row, label) pairs of a layer: rows of `t` [n_samples, n_units] that are equal
     as floats (-0.0 = +0.0) and carry the same label of `y` [n_samples] count once.
@@ -705,6 +702,14 @@ def distinct_rows(t, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         keys, _ = _row_keys(torch.cat([bits, labels[:, None]], 1))
         first, inverse, counts = _groups(keys)
     return t[first], labels[first], counts
+
+
+def _distinct_row_bound(t: torch.Tensor, labels: torch.Tensor) -> int:
+    """A cheap lower bound on the number of distinct (row, label) pairs of checked floats `t`
+    [n, n_units] and class indices `labels` [n] (int64): the number of distinct row hashes
+    (equal rows hash equally), so n means that no row repeats. About a tenth of `distinct_rows`."""
+    keys = np.sort(_row_hash(precision_codes(t), labels).cpu().numpy())
+    return 1 + int(np.count_nonzero(keys[1:] != keys[:-1]))
 
 
 # odd 64-bit multipliers (digits of pi), one per column, for `_row_hash`
@@ -733,9 +738,9 @@ def _groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return first[order], rank[inverse], counts[order]
 
 
-# ln of the smallest normal number of each kernel dtype, rounded up: kernel terms below it are
-# raised to it (they add below 1e-37 to sums >= 1) so that exp never makes a subnormal number,
-# which costs the CPU several times as long
+# ln of the smallest normal number of each kernel dtype, rounded up: exponents below it are
+# raised to it (their terms add below 1e-37 to sums >= 1) so that no kernel term is subnormal:
+# exp and the squarings of subnormal numbers cost this CPU (AMD EPYC) about 4x as long
 _EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
 
 
@@ -765,9 +770,10 @@ def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, sc
 
     D is symmetric, so each block pair is computed once, above the diagonal, and gives the row
     sums of both blocks. The squared distances come from one float64 product of augmented rows,
-    [h_i, |h_i|^2, 1] . [-2 h_j, 1, |h_j|^2], scaled by the widest kernel's scale on the way; the
-    kernels are computed in `dtype`, each variance's Bhattacharyya kernel by one exp and its KL
-    kernel as that to the 4th power (two products instead of an exp).
+    [h_i, |h_i|^2, 1] . [-2 h_j, 1, |h_j|^2], scaled by the widest kernel's scale on the way and
+    rounded to `dtype` once; each variance's Bhattacharyya kernel is one exp of that (times the
+    ratio of the scales) and its KL kernel that to the 4th power (two products instead of an exp).
+    Every pass works in place in buffers of one block, allocated once.
     """
     sq_norms = (h * h).sum(1, keepdim=True)
     ones = torch.ones_like(sq_norms)
@@ -777,22 +783,30 @@ def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, sc
     w = None if weights is None else weights.to(dtype)
     sums = torch.zeros(len(scales), 2, len(blocks), len(h), dtype=dtype, device=h.device)
     floor = _EXP_FLOOR[dtype]
+    kl_floor = math.exp(floor / 4)
+    size = max(rows.stop - rows.start for rows, _ in blocks) ** 2
+    product, exponent, kernel = (torch.empty(size, dtype=t, device=h.device) for t in (torch.float64, dtype, dtype))
     for b, (rows, _) in enumerate(blocks):
         for c in range(b, len(blocks)):
             cols = blocks[c][0]
-            exponent = (left[rows] @ right[:, cols]).to(dtype).clamp_(max=0.0)  # D >= 0
+            shape = (rows.stop - rows.start, cols.stop - cols.start)
+            n = shape[0] * shape[1]
+            x = exponent[:n].view(shape)
+            x.copy_(torch.mm(left[rows], right[:, cols], out=product[:n].view(shape))).clamp_(floor, 0.0)  # D >= 0
             if b == c:
-                exponent.fill_diagonal_(0.0)  # exact D_ii = 0, so I(X;T) cannot exceed log2 N by rounding
-            kernel = torch.empty_like(exponent)
+                x.fill_diagonal_(0.0)  # exact D_ii = 0, so I(X;T) cannot exceed log2 N by rounding
+            k_ij = kernel[:n].view(shape)
             for v, scale in enumerate(scales):
-                torch.clamp(torch.mul(exponent, scale / widest, out=kernel), min=floor, out=kernel)
-                _exp_(kernel)
+                if scale == widest:
+                    torch.exp(x, out=k_ij)
+                else:
+                    torch.mul(x, scale / widest, out=k_ij).clamp_(min=floor).exp_()
                 for k in (1, 0):
-                    if k == 0:
-                        kernel.mul_(kernel).mul_(kernel)  # exp(x / 4) ** 4
-                    _weighted_sums(kernel, None if w is None else w[cols], 1, sums[v, k, c, rows])
+                    if k == 0:  # exp(x / 4) ** 4, its terms raised to e**floor as well
+                        k_ij.clamp_(min=kl_floor).mul_(k_ij).mul_(k_ij)
+                    _weighted_sums(k_ij, None if w is None else w[cols], 1, sums[v, k, c, rows])
                     if b != c:
-                        _weighted_sums(kernel, None if w is None else w[rows], 0, sums[v, k, b, cols])
+                        _weighted_sums(k_ij, None if w is None else w[rows], 0, sums[v, k, b, cols])
     return sums
 
 
@@ -807,11 +821,11 @@ def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
         I(T;Y) = I(X;T) + (1/N) sum_i log((1/N_{y_i}) sum_{j: y_j = y_i} k_ij)
     i.e. H(T) - sum_l p_l H(T|Y=l) with class-restricted sums; the H(T|X) constants cancel.
 
-    On the device of `t`, in panels of `chunk_size` rows (None: 512) against the later columns
-    of the distance matrix (D is symmetric, each pair is computed once), over the distinct
+    On the device of `t`, in square blocks of `chunk_size` rows and columns (None: 512) on and
+    above the diagonal of the distance matrix (D is symmetric, each pair is computed once), over the distinct
     (row, label) pairs of `t` weighted by their counts (`distinct_rows`) when at most 7/8 of
     the rows are distinct. Distances, the accumulation of the sums and the logs are float64;
-    `precision` is the dtype of the kernels and of their sums within a panel: "float32" (the
+    `precision` is the dtype of the kernels and of their sums within a block: "float32" (the
     default; see `kde_sweep` for its error) or "float64". `kde_sweep` gives several noise
     variances from the same distances.
     """
@@ -852,9 +866,11 @@ def kde_sweep(t, y, noise_vars, chunk_size=None, precision="float32") -> list[KD
         raise ValueError(f"precision must be one of {sorted(dtypes)}, got {precision!r}")
     n = t.shape[0]
     labels, class_sizes = _classes(y, "y", n, t.device)
-    rows, classes, weights = distinct_rows(t, y)
-    if len(rows) > _DISTINCT_SHARE * n:
-        rows, classes, weights = t, labels, None
+    rows, classes, weights = t, labels, None
+    if _distinct_row_bound(t, labels) <= _DISTINCT_SHARE * n:
+        rows, classes, weights = distinct_rows(t, y)
+        if len(rows) > _DISTINCT_SHARE * n:
+            rows, classes, weights = t, labels, None
     h = rows.to(torch.float64)
     h = h - h.mean(0)  # distances are shift-invariant; centring shrinks the norms that cancel in D
     classes, order = classes.sort(stable=True)
