@@ -19,6 +19,7 @@ KDE or Kraskov plane by more than 1e-6 bits; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import io
 import re
@@ -51,7 +52,17 @@ def base_package(commit: str, folder: Path):
     for path in (folder / "ibutils_base").glob("*.py"):
         path.write_text(re.sub(r"\bibutils\b(?=[ .])", "ibutils_base", path.read_text(encoding="utf-8")), encoding="utf-8")
     sys.path.insert(0, str(folder))
-    return importlib.import_module("ibutils_base.experiments"), importlib.import_module("ibutils_base.infoplane")
+    return tuple(importlib.import_module(f"ibutils_base.{name}") for name in ("experiments", "infoplane", "train"))
+
+
+def in_base_layout(run: train.Run, base_train):
+    """`run` as the base commit's `train.Run`, whose arrays are `[snapshots, seeds]` and whose
+    parameters are one flat buffer per snapshot (today's are seeds first)."""
+    fields = {f.name for f in dataclasses.fields(base_train.TrainConfig)}
+    config = base_train.TrainConfig(**{k: v for k, v in dataclasses.asdict(run.config).items() if k in fields})
+    params = torch.stack([run.flat_params(k) for k in range(len(run.epochs))])
+    return base_train.Run(config=config, seeds=run.seeds, sizes=run.sizes, epochs=run.epochs, params=params,
+                          **{key: getattr(run, key).T for key in run.METRICS})
 
 
 def trained_runs(size: dict, x, y, path: Path | None) -> dict[str, train.Run]:
@@ -88,20 +99,22 @@ def main() -> int:
     runs = trained_runs(size, x, y, args.runs)
     failed, totals, count = [], [0.0, 0.0], 0
     with tempfile.TemporaryDirectory() as folder:
-        base_experiments, base_infoplane = base_package(args.base, Path(folder))
+        base_experiments, base_infoplane, base_train = base_package(args.base, Path(folder))
         print(f"torch {torch.__version__}, numpy {np.__version__}, 1 torch thread; base {args.base}; "
               f"{'CPU' if args.cpu_time else 'wall'} time\n")
         print(f"{'network':<10}{'layer-snapshots':>16}{'base ms':>10}{'new ms':>9}{'ratio':>7}  largest difference (bits)")
         for activation, run in runs.items():
             visit = infoplane.snapshot_subset(run.epochs, size["measured"])
             settings = dict(snapshots=size["measured"])
+            old_run = in_base_layout(run, base_train)
 
             def new():
                 return infoplane.estimate(run, x, y, experiments.EstimatorSettings(**settings).estimators(run, x),
                                           visit, progress=False)
 
             def base():
-                return base_infoplane.estimate(run, x, y, base_experiments.EstimatorSettings(**settings).estimators(run, x),
+                return base_infoplane.estimate(old_run, x, y,
+                                               base_experiments.EstimatorSettings(**settings).estimators(old_run, x),
                                                visit, progress=False)
 
             (base_planes, new_planes), (t_base, t_new) = interleaved([base, new], repeats, time.process_time if args.cpu_time else time.perf_counter)
