@@ -817,14 +817,15 @@ def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
     t: floats [n_samples, n_units]; y: integer labels [n_samples]; noise_var: sigma^2 > 0.
     With D_ij = ||t_i - t_j||^2 and kernel k_ij = exp(-D_ij / (2 sigma^2)) (upper) or
     exp(-D_ij / (8 sigma^2)) (lower):
-        I(X;T) = -(1/N) sum_i log((1/N) sum_j k_ij)                     (diagonal included)
+        I(X;T) = -(1/N) sum_i log((1/N) sum_j k_ij)
         I(T;Y) = I(X;T) + (1/N) sum_i log((1/N_{y_i}) sum_{j: y_j = y_i} k_ij)
-    i.e. H(T) - sum_l p_l H(T|Y=l) with class-restricted sums; the H(T|X) constants cancel.
+    (the sums over j include j = i), i.e. H(T) - sum_l p_l H(T|Y=l) with class-restricted sums;
+    the H(T|X) constants cancel.
 
     On the device of `t`, in square blocks of `chunk_size` rows and columns (None: 512) on and
-    above the diagonal of the distance matrix (D is symmetric, each pair is computed once), over the distinct
-    (row, label) pairs of `t` weighted by their counts (`distinct_rows`) when at most 7/8 of
-    the rows are distinct. Distances, the accumulation of the sums and the logs are float64;
+    above the diagonal of the distance matrix (D is symmetric, each pair is computed once), over
+    the distinct (row, label) pairs of `t` weighted by their counts (`distinct_rows`) when at most
+    7/8 of the rows are distinct. Distances, the accumulation of the sums and the logs are float64;
     `precision` is the dtype of the kernels and of their sums within a block: "float32" (the
     default; see `kde_sweep` for its error) or "float64". `kde_sweep` gives several noise
     variances from the same distances.

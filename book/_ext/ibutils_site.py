@@ -9,9 +9,10 @@
   under it linking that JSON and the CSV tables (`ibutils.sitedata`, written by
   `ibutils.execute.stage_results`), and the page gets a closing section "Data behind the figures" listing the files.
 - Figures open at full size: a click (or tap) on a figure of a cell output, a slider's frames
-  included, follows a link to its PNG file, where a phone can zoom into it. Slider frames are
-  written out of the page (their base64 `data:` URIs, which browsers do not open from a link)
-  into `_images/` under a name from their content.
+  and a chart's fallback figure included, follows a link to its PNG file, where a phone can
+  zoom into it. Slider frames and fallback figures are written out of the page (their base64
+  `data:` URIs, which browsers do not open from a link) into `_images/` under a name from
+  their content.
 - Pages must log no console errors (tests/site checks this):
   * sphinx-thebe's configuration script ends up twice in every page under Jupyter Book 1,
     and the second copy throws "Identifier 'THEBE_JS_URL' has already been declared";
@@ -186,11 +187,14 @@ def _link_figure_data(app, doctree):
 
 
 FIGURE_LINK_CLASS = "ibutils-figure-link"
-_FRAME = re.compile(r'<img class="ibutils-slider-frame"([^>]*?) src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+# the PNGs a raw HTML output carries inline: slider frames, and the fallback figures of charts
+_INLINE_PNG = re.compile(r'<img class="(ibutils-slider-frame|ibutils-chart-fallback)"([^>]*?) '
+                         r'src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
 
 
 def _write_frame(app, png_base64: str) -> str:
-    """A slider frame's PNG, written once into the site's `_images/`; returns its file name."""
+    """A slider frame's (or a chart's fallback) PNG, written once into the site's `_images/`;
+    returns its file name."""
     png = base64.b64decode(png_base64)
     name = f"ibutils-frame-{hashlib.sha256(png).hexdigest()[:20]}.png"
     path = Path(app.outdir, app.builder.imagedir, name)
@@ -218,15 +222,15 @@ def _link_figures(app, doctree, docname):
             link += image
         for raw in list(output.findall(nodes.raw)):
             text = raw.astext()
-            if "ibutils-slider-frame" not in text:
+            if not _INLINE_PNG.search(text):
                 continue
 
             def frame(match):
-                href = html.escape(posixpath.join(images, _write_frame(app, match.group(2))))
+                href = html.escape(posixpath.join(images, _write_frame(app, match.group(3))))
                 return (f'<a class="{FIGURE_LINK_CLASS}" href="{href}">'
-                        f'<img class="ibutils-slider-frame"{match.group(1)} src="{href}"></a>')
+                        f'<img class="{match.group(1)}"{match.group(2)} src="{href}"></a>')
 
-            raw.replace_self(nodes.raw("", _FRAME.sub(frame, text), format=raw.get("format", "html"),
+            raw.replace_self(nodes.raw("", _INLINE_PNG.sub(frame, text), format=raw.get("format", "html"),
                                        classes=raw.get("classes", [])))
 
 
