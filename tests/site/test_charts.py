@@ -40,7 +40,9 @@ _CHARTS_JS = """
     roots.includes(v.model.id)).length;
   const box = live.getBoundingClientRect();
   return {panels: roots.length, drawn, ready: chart.classList.contains('ibutils-chart-ready'),
-          fallback: !!img && img.src.startsWith('data:image/png;base64,'), natural: img ? img.naturalWidth : 0,
+          // the site writes the fallback PNG to _images/ and links it, as it does slider frames
+          fallback: !!img && img.src.endsWith('.png') && img.closest('a')?.href === img.src,
+          natural: img ? img.naturalWidth : 0,
           fallback_shown: !!img && getComputedStyle(img).display !== 'none',
           live_shown: getComputedStyle(live).display !== 'none', left: box.left, right: box.right,
           data_line: !!(next && next.matches('p.ibutils-figure-data'))};
