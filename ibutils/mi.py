@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from scipy import special
-from scipy.spatial import cKDTree
 
+from ibutils import pairwise
 from ibutils.gaussian import gaussian_channel
 
 __all__ = ["MI", "KDEBounds", "entropy", "discrete", "bin_codes", "binned", "binned_floor", "equal_mass_edges",
@@ -609,27 +609,27 @@ def fake_quantise(t, bits=8, value_range=None) -> torch.Tensor:
 # --- Kraskov (k-nearest-neighbour) entropy -------------------------------------------------------
 
 
-def _kth_neighbour_log_distance(x: torch.Tensor, k: int, eps: float) -> float:
-    """Mean over the rows of `x` [n, d] of log(r + eps), r the Euclidean distance (float64) of a row
-    to its k-th nearest other row, duplicates of the row included (at distance 0).
+def _kraskov_nats(mean_log_r, n: int, d: int, k: int):
+    """Kraskov's entropy in nats from the mean of log(r_i + eps) over n rows of d units."""
+    log_unit_ball = d / 2 * math.log(math.pi) - special.gammaln(d / 2 + 1)  # volume of the unit d-ball
+    return d * mean_log_r + log_unit_ball + special.digamma(n) - special.digamma(k)
 
-    By a k-d tree (scipy's cKDTree, one thread). When rows repeat (`_distinct_row_bound` < n),
-    the tree holds each distinct row once: a row with at least k duplicates has r = 0, and the
-    others count their nearest distinct rows with their multiplicities until k other rows are
-    reached.
-    """
-    no_labels = torch.zeros(len(x), dtype=torch.int64, device=x.device)
-    if _distinct_row_bound(x, no_labels) == len(x):  # the k+1 nearest rows are the row and k others
-        points = x.to("cpu", torch.float64).numpy()
-        return float(np.log(cKDTree(points).query(points, k=[k + 1], workers=1)[0][:, 0] + eps).mean())
-    rows, _, counts = distinct_rows(x, no_labels)
-    points, counts = rows.to("cpu", torch.float64).numpy(), counts.cpu().numpy()
-    nearest = min(k + 1, len(points))  # the row itself and up to k distinct neighbours
-    dist, index = cKDTree(points).query(points, k=list(range(1, nearest + 1)), workers=1)
-    within = counts[:, None] - 1 + np.cumsum(counts[index[:, 1:]], 1)  # other rows at or below each distance
-    reached = np.concatenate([counts[:, None] - 1 >= k, within >= k], 1)  # column 0: the row's own copies
-    r = np.take_along_axis(dist, reached.argmax(1)[:, None], 1)[:, 0]
-    return float(counts @ np.log(r + eps) / len(x))
+
+def _kth_neighbour_distances(x: torch.Tensor, labels: torch.Tensor | None, k: int) -> tuple[np.ndarray, ...]:
+    """For one layer `x` [n, d]: the rows' labels sorted (or None), and each row's Euclidean
+    distance to its k-th nearest other row, among all rows and among its class's rows (float64,
+    rows in that sorted order), by `pairwise.nearest_distances`."""
+    rows = x.detach().cpu().numpy()
+    if labels is None:
+        return None, *pairwise.nearest_distances(rows, np.full(len(rows), len(rows)), k)
+    sorted_labels, order = labels.cpu().sort(stable=True)
+    class_end = torch.searchsorted(sorted_labels, sorted_labels, right=True).numpy()
+    return sorted_labels.numpy(), *pairwise.nearest_distances(np.ascontiguousarray(rows[order.numpy()]), class_end, k)
+
+
+def _check_k(k, n: int) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < n:
+        raise ValueError(f"k must be an int from 1 to n_samples - 1 = {n - 1}, got {k!r}")
 
 
 def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
@@ -642,19 +642,18 @@ def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
     neighbour among the other samples (duplicates of a sample are neighbours at distance 0), d
     the number of units. Coinciding samples make it very negative (log eps); it is returned as
     it is. Differential entropy: it can be any real number, and I(X;T) under homoscedastic noise
-    is H(T) minus a constant. Distances in float64 by a k-d tree of the distinct rows (scipy's
-    cKDTree, one thread), one batch element at a time. k: 1 <= k < N (paper: 2); eps: positive (paper: 1e-16).
+    is H(T) minus a constant. Distances exact in float64, by a compiled search over all pairs
+    (`ibutils.pairwise`, on the CPU), one batch element at a time. k: 1 <= k < N (paper: 2);
+    eps: positive (paper: 1e-16).
     """
     t = _floats(t, "t")
     _check_rows(t, "t")
     n, d = t.shape[-2:]
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < n:
-        raise ValueError(f"k must be an int from 1 to n_samples - 1 = {n - 1}, got {k!r}")
+    _check_k(k, n)
     eps = _positive(eps, "eps")
     layers = t.detach().reshape(-1, n, d)
-    mean_log_r = np.array([_kth_neighbour_log_distance(x, int(k), eps) for x in layers])
-    log_unit_ball = d / 2 * math.log(math.pi) - special.gammaln(d / 2 + 1)  # volume of the unit d-ball
-    nats = d * mean_log_r + log_unit_ball + special.digamma(n) - special.digamma(k)
+    mean_log_r = np.array([np.log(_kth_neighbour_distances(x, None, int(k))[1] + eps).mean() for x in layers])
+    nats = _kraskov_nats(mean_log_r, n, d, int(k))
     return _out(torch.from_numpy(nats / math.log(2)).reshape(t.shape[:-2]))
 
 
@@ -662,20 +661,30 @@ def kraskov(t, y, k=2, eps=1e-16) -> MI:
     """Kraskov k-nearest-neighbour estimates in bits (Saxe et al. App. B.3): I(X;T) as the entropy
     H(T) of `kraskov_entropy` (I(X;T) up to the constant entropy of the noise that makes it
     finite, so it can be negative), and I(T;Y) = H(T) - sum_l p_l H(T | Y = l), each class's rows'
-    entropy estimated the same way (the constants cancel).
+    entropy estimated the same way (the constants cancel). One pass over the pairs gives every
+    row's k-th neighbour among all rows and within its class.
 
     t: floats [..., n_samples, n_units], batched as `kraskov_entropy`; y: integer labels
     [n_samples]; every class needs more than `k` samples.
     """
     t = _floats(t, "t")
     _check_rows(t, "t")
-    labels, class_sizes = _classes(y, "y", t.shape[-2])
+    n, d = t.shape[-2:]
+    _check_k(k, n)
+    eps = _positive(eps, "eps")
+    labels, class_sizes = _classes(y, "y", n)
     if class_sizes.min() <= k:
         raise ValueError(f"y: every class needs more than k = {k} samples, the smallest has {class_sizes.min().item()}")
-    h_t = kraskov_entropy(t, k, eps)
-    h_given_y = sum(size.item() / len(labels) * np.asarray(kraskov_entropy(t[..., labels.to(t.device) == c, :], k, eps))
-                    for c, size in enumerate(class_sizes))
-    return MI(h_t, _out(torch.as_tensor(h_t - h_given_y)))
+    sizes = class_sizes.numpy()
+    h_t, h_given_y = [], []
+    for x in t.detach().reshape(-1, n, d):
+        sorted_labels, r_all, r_class = _kth_neighbour_distances(x, labels, int(k))
+        h_t.append(_kraskov_nats(np.log(r_all + eps).mean(), n, d, int(k)))
+        class_log_r = np.bincount(sorted_labels, np.log(r_class + eps), len(sizes)) / sizes
+        h_given_y.append(sizes / n @ _kraskov_nats(class_log_r, sizes, d, int(k)))
+    shape = t.shape[:-2]
+    h_t, h_given_y = (torch.tensor(v).reshape(shape) / math.log(2) for v in (h_t, h_given_y))
+    return MI(_out(h_t), _out(h_t - h_given_y))
 
 
 # --- KDE ----------------------------------------------------------------------------------------
@@ -810,6 +819,29 @@ def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, sc
     return sums
 
 
+def _compiled_kernel_sums(rows: torch.Tensor, weights: torch.Tensor | None, classes: torch.Tensor,
+                          scales: list[float]) -> torch.Tensor:
+    """`pairwise.kernel_row_sums` of CPU `rows` [M, d] sorted by class `classes` [M] with
+    counts `weights` [M] (None: 1): [len(scales), kernel, restriction, M] float64."""
+    class_end = torch.searchsorted(classes, classes, right=True).numpy()
+    w = np.ones(len(rows), np.float32) if weights is None else weights.numpy().astype(np.float32)
+    bd_scales = np.array(scales, np.float32) / 4  # the Bhattacharyya kernel's exponent per unit of D
+    return torch.from_numpy(pairwise.kernel_row_sums(rows.to(torch.float32).numpy(), w, class_end, bd_scales))
+
+
+def _block_kernel_sums(rows: torch.Tensor, weights: torch.Tensor | None, classes: torch.Tensor, scales: list[float],
+                       chunk_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """The same sums as `_compiled_kernel_sums` by `_kernel_block_sums` on the device of `rows`:
+    float64 distances of the centred rows, kernels in `dtype`."""
+    h = rows.to(torch.float64)
+    h = h - h.mean(0)  # distances are shift-invariant; centring shrinks the norms that cancel in D
+    blocks = _class_blocks(torch.bincount(classes).tolist(), chunk_size)
+    sums = _kernel_block_sums(h, weights, blocks, scales, dtype).to(torch.float64)
+    block_classes = torch.tensor([c for _, c in blocks], device=rows.device)
+    same_class = block_classes[:, None] == classes[None, :]  # [blocks, M]
+    return torch.stack([sums.sum(2), (sums * same_class).sum(2)], 2)
+
+
 def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
     """Kolchinsky & Tracey pairwise-distance estimates (Saxe et al. App. B.2) in bits, for
     T = t + N(0, noise_var I).
@@ -822,12 +854,15 @@ def kde(t, y, noise_var=0.1, chunk_size=None, precision="float32") -> KDEBounds:
     (the sums over j include j = i), i.e. H(T) - sum_l p_l H(T|Y=l) with class-restricted sums;
     the H(T|X) constants cancel.
 
-    On the device of `t`, in square blocks of `chunk_size` rows and columns (None: 512) on and
-    above the diagonal of the distance matrix (D is symmetric, each pair is computed once), over
-    the distinct (row, label) pairs of `t` weighted by their counts (`distinct_rows`) when at most
-    7/8 of the rows are distinct. Distances, the accumulation of the sums and the logs are float64;
-    `precision` is the dtype of the kernels and of their sums within a block: "float32" (the
-    default; see `kde_sweep` for its error) or "float64". `kde_sweep` gives several noise
+    Each pair is computed once (D is symmetric), over the distinct (row, label) pairs of `t`
+    weighted by their counts (`distinct_rows`) when at most 7/8 of the rows are distinct. Two
+    ways, with the same results to ~1e-8 bits: on the CPU, for layers of up to
+    `pairwise.MAX_UNITS` units at precision "float32", a compiled loop over the pairs
+    (`pairwise.kernel_row_sums`: float32 differences of the rows, float32 kernels, sums in
+    float64 per 256 terms); otherwise (a GPU, wider layers, precision "float64") on the device of
+    `t` in square blocks of `chunk_size` rows and columns (None: 512) on and above the diagonal of
+    the distance matrix, distances, the accumulation of the sums and the logs in float64 and the
+    kernels and their sums within a block in `precision`. `kde_sweep` gives several noise
     variances from the same distances.
     """
     return kde_sweep(t, y, [noise_var], chunk_size, precision)[0]
@@ -872,19 +907,17 @@ def kde_sweep(t, y, noise_vars, chunk_size=None, precision="float32") -> list[KD
         rows, classes, weights = distinct_rows(t, y)
         if len(rows) > _DISTINCT_SHARE * n:
             rows, classes, weights = t, labels, None
-    h = rows.to(torch.float64)
-    h = h - h.mean(0)  # distances are shift-invariant; centring shrinks the norms that cancel in D
     classes, order = classes.sort(stable=True)
-    h = h[order]
+    rows = rows[order]
     weights = None if weights is None else weights[order]
-    blocks = _class_blocks(torch.bincount(classes, minlength=len(class_sizes)).tolist(), int(chunk_size))
-    sums = _kernel_block_sums(h, weights, blocks, scales, dtypes[precision]).to(torch.float64)
-    block_classes = torch.tensor([c for _, c in blocks], device=t.device)
-    same_class = block_classes[:, None] == classes[None, :]  # [blocks, M]
+    if t.device.type == "cpu" and precision == "float32" and t.shape[1] <= pairwise.MAX_UNITS:
+        sums = _compiled_kernel_sums(rows, weights, classes, scales)
+    else:
+        sums = _block_kernel_sums(rows, weights, classes, scales, int(chunk_size), dtypes[precision])
     # log_sums[variance, kernel, restriction]: sum over rows i of log sum_j k_ij; kernel 0 = KL,
     # 1 = BD; restriction 0 = all j, 1 = j in the class of i
-    log_sums = torch.stack([sums.sum(2).log(), (sums * same_class).sum(2).log()], -1)
-    log_sums = log_sums.sum(-2) if weights is None else (log_sums * weights.to(torch.float64)[:, None]).sum(-2)
+    log_sums = sums.log()
+    log_sums = log_sums.sum(-1) if weights is None else log_sums @ weights.to(torch.float64)
 
     class_sizes = class_sizes.to(torch.float64)
     mean_log_class_size = (class_sizes * class_sizes.log()).sum() / n
