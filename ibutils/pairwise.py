@@ -37,7 +37,12 @@ _COLUMN_BLOCK = 32
 _SWEEP_UNITS = 7
 _SWEEP_BLOCK = 32
 _SCAN_CHUNK = 64
-_WINDOW = 8
+_SAMPLE = 256
+# Squared distances computed in float32 from float32 rows are within (d + 2) 2**-24 relative of
+# the exact ones (each difference, square and sum rounded once; below 3e-6 for d <= MAX_UNITS),
+# squares below float32's smallest normal number aside: the scan's filter allows for both.
+_FILTER_MARGIN = 1e-5
+_FILTER_FLOOR = 1e-36
 # Kernel exponents below this are raised to it: ln of float32's smallest normal number, rounded up
 # (terms below e**-87 would be subnormal, and they add below 1e-37 to sums >= 1).
 EXP_FLOOR = -87.0
@@ -101,6 +106,19 @@ def _distances(columns, i, lo, hi, out):
 
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True)
+def _distances_to(columns, i, others, out):
+    """out = the squared distances from column i of `columns` [d, M] to every column of `others` [d, n]."""
+    for j in range(len(out)):
+        out[j] = 0.0
+    for c in range(columns.shape[0]):
+        row = others[c]
+        centre = columns[c, i]
+        for j in range(len(row)):
+            difference = row[j] - centre
+            out[j] += difference * difference
+
+
+@numba.njit(fastmath=_REORDERED_SUMS, cache=True)
 def _kernel_chunk(distances, scale, weights, weight_i, kl_floor, column_kl, column_bd):
     """For pairs with squared distances `distances` [n] and weights `weights` [n]: the
     Bhattacharyya kernel e = exp(scale * D) (its exponent raised to EXP_FLOOR) and the KL kernel
@@ -141,19 +159,23 @@ def _kernel_sums(distances, scale, weights, weight_i, kl_floor, column_kl, colum
 
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True, nogil=True)
-def kernel_row_sums(rows, weights, class_end, scales):
+def kernel_row_sums(rows, weights, class_end, projection, scales):
     """Row sums of the KDE's kernels over the pairs of `rows`.
 
-    rows: [M, d] float32, sorted by class; weights: [M] float32 (how often each row occurs);
+    rows: [M, d] float32, sorted by class and within a class by `projection` [M] (float64, the
+    rows' coordinates along a unit vector); weights: [M] float32 (how often each row occurs);
     class_end: [M] int64, one past the last row of each row's class; scales: [V] float32, the
     negative exponent scales of the Bhattacharyya kernels exp(scale * D_ij), D_ij = ||rows_i -
     rows_j||^2 (the KL kernel of a variance is its 4th power).
 
     Returns sums [V, 2, 2, M] float64: sums[v, kernel, restriction, i] = sum_j w_j k_ij over all j
     (restriction 0) or the j of i's class (1), j = i included (k_ii = 1), kernel 0 KL and 1 BD.
-    Kernel sums are float32 over at most _CHUNK terms of a row or _COLUMN_BLOCK of a column, then
-    float64: 4e-10 to 2e-8 bits from float64 sums at N = 4,096 (longer float32 sums lose small terms
-    against large partial sums: 2.6e-7 bits over blocks of 512 rows).
+    Terms with an exponent below EXP_FLOOR are raised to e**EXP_FLOOR, or left out where the rows'
+    projections alone are that far apart (D_ij >= (projection_i - projection_j)**2): for a small
+    noise variance most pairs of a spread layer. Kernel sums are float32 over at most _CHUNK terms
+    of a row or _COLUMN_BLOCK of a column, then float64: 4e-10 to 2e-8 bits from float64 sums at
+    N = 4,096 (longer float32 sums lose small terms against large partial sums: 2.6e-7 bits over
+    blocks of 512 rows).
     """
     m, d = rows.shape
     n_scales = len(scales)
@@ -164,20 +186,28 @@ def kernel_row_sums(rows, weights, class_end, scales):
     column = np.zeros((n_scales, 2, 2, m), np.float32)
     sums = np.zeros((n_scales, 2, 2, m))
     for i in range(m):
-        same = class_end[i] - i - 1  # pairs (i, j > i) within i's class come first
-        count = m - i - 1
-        _distances(columns, i, i + 1, m, distances)
+        first = i + 1  # the pairs (i, j > i); those within i's class come first
+        _distances(columns, i, first, m, distances)
         for v in range(n_scales):
-            kl_same, bd_same = _kernel_sums(distances[:same], scales[v], weights[i + 1:i + 1 + same], weights[i],
-                                            kl_floor, column[v, 0, 0, i + 1:i + 1 + same],
-                                            column[v, 1, 0, i + 1:i + 1 + same])
-            kl_other, bd_other = _kernel_sums(distances[same:count], scales[v], weights[i + 1 + same:], weights[i],
-                                              kl_floor, column[v, 0, 1, i + 1 + same:], column[v, 1, 1, i + 1 + same:])
+            reach = math.sqrt(EXP_FLOOR / scales[v])  # farther along the projection: below e**EXP_FLOOR
+            kl = np.zeros(2)  # [same class, other classes]
+            bd = np.zeros(2)
+            start = first
+            while start < m:
+                other = int(start >= class_end[i])
+                end = class_end[start]
+                lo = start + np.searchsorted(projection[start:end], projection[i] - reach)
+                hi = start + np.searchsorted(projection[start:end], projection[i] + reach, side="right")
+                kl_sum, bd_sum = _kernel_sums(distances[lo - first:hi - first], scales[v], weights[lo:hi], weights[i],
+                                              kl_floor, column[v, 0, other, lo:hi], column[v, 1, other, lo:hi])
+                kl[other] += kl_sum
+                bd[other] += bd_sum
+                start = end
             own = weights[i]  # the diagonal term, k_ii = 1
-            sums[v, 0, 0, i] += own + np.float64(kl_same) + np.float64(kl_other)
-            sums[v, 1, 0, i] += own + np.float64(bd_same) + np.float64(bd_other)
-            sums[v, 0, 1, i] += own + np.float64(kl_same)
-            sums[v, 1, 1, i] += own + np.float64(bd_same)
+            sums[v, 0, 0, i] += own + kl[0] + kl[1]
+            sums[v, 1, 0, i] += own + bd[0] + bd[1]
+            sums[v, 0, 1, i] += own + kl[0]
+            sums[v, 1, 1, i] += own + bd[0]
         if (i + 1) % _COLUMN_BLOCK == 0 or i == m - 1:  # the block's column sums join the totals
             first = (i // _COLUMN_BLOCK) * _COLUMN_BLOCK + 1  # no column before it has any
             for v in range(n_scales):
@@ -248,12 +278,18 @@ def _sweep(columns, projection, k, out):
 
 
 @numba.njit(cache=True)
+def _principal_projection(points):
+    """The coordinates [n] of the rows of `points` [n, d] (float64) along their first principal axis."""
+    centred = points - points.sum(0) / len(points)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    return centred @ np.ascontiguousarray(vectors[:, -1])
+
+
+@numba.njit(cache=True)
 def _kth_squared(points, k, out):
     """out[i] = the k-th smallest squared distance from row i of `points` [n, d] (float64) to the
     other rows, by `_sweep` along the rows' first principal axis."""
-    centred = points - points.sum(0) / len(points)
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    projection = centred @ np.ascontiguousarray(vectors[:, -1])
+    projection = _principal_projection(points)
     order = np.argsort(projection)
     squared = np.empty(len(points))
     _sweep(np.ascontiguousarray(points[order].T), projection[order], k, squared)
@@ -262,85 +298,104 @@ def _kth_squared(points, k, out):
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True)
 def _any_within(distances, limit_i, limits):
-    """Whether some distances[j] is at most limit_i or limits[j] (one vectorised pass)."""
+    """Whether some distances[j] may be at most limit_i or limits[j]: within them after
+    `_within` (one vectorised pass)."""
     hits = 0
     for j in range(len(distances)):
-        hits += (distances[j] <= limit_i) | (distances[j] <= limits[j])
+        hits += (distances[j] <= limit_i) | (distances[j] <= _within(limits[j]))
     return hits > 0
 
 
+@numba.njit(inline="always")
+def _within(limit):
+    """A squared distance computed in the filter's dtype that exceeds this exceeds `limit` exactly."""
+    return limit * (1 + _FILTER_MARGIN) + _FILTER_FLOOR
+
+
+@numba.njit(fastmath=_EXACT_STEPS, cache=True)
+def _exact_distance(columns, i, j):
+    """The squared distance (float64) between columns i and j of `columns` [d, n] (float64)."""
+    squared = 0.0
+    for c in range(columns.shape[0]):
+        difference = columns[c, j] - columns[c, i]
+        squared += difference * difference
+    return squared
+
+
 @numba.njit(cache=True)
-def _offer(distances, nearest_i, limit_i, nearest, limits):
-    """Offer the pairs (i, j) with squared distances `distances` [n] to row i's ascending list of
-    its k smallest (nearest_i [k]) and to each row j's (nearest [n, k]) where they are at most
-    limit_i or limits[j], bounds on those lists' final largest entries (kept up to date). Chunks
-    that improve no list cost one vectorised comparison."""
+def _offer(distances, columns, i, first, nearest_i, limit_i, nearest, limits):
+    """Offer the pairs (i, j = first + jj) to row i's ascending list of its k smallest squared
+    distances (nearest_i [k]) and to each row j's (nearest[jj]), where they are at most limit_i
+    or limits[jj], bounds on those lists' final largest entries (kept up to date; float64).
+
+    distances [n]: the pairs' squared distances as the filter computed them (float32 for float32
+    rows); a pair within a bound by them gets its exact distance from `columns` [d, M] (float64).
+    A chunk of pairs within no bound costs one vectorised comparison.
+    """
     k = nearest_i.shape[0]
     for lo in range(0, len(distances), _SCAN_CHUNK):
         hi = min(lo + _SCAN_CHUNK, len(distances))
-        if not _any_within(distances[lo:hi], limit_i, limits[lo:hi]):
+        if not _any_within(distances[lo:hi], _within(limit_i), limits[lo:hi]):
             continue
-        for j in range(lo, hi):
-            squared = distances[j]
+        for jj in range(lo, hi):
+            if distances[jj] > _within(limit_i) and distances[jj] > _within(limits[jj]):
+                continue
+            squared = _exact_distance(columns, i, first + jj)
             if squared <= limit_i:
                 _insert(nearest_i, squared)
                 limit_i = min(limit_i, nearest_i[k - 1])
-            if squared <= limits[j]:
-                _insert(nearest[j], squared)
-                limits[j] = min(limits[j], nearest[j, k - 1])
+            if squared <= limits[jj]:
+                _insert(nearest[jj], squared)
+                limits[jj] = min(limits[jj], nearest[jj, k - 1])
     return limit_i
 
 
 @numba.njit(cache=True)
-def _neighbour_bounds(columns, order, k, bounds):
-    """For each row, an upper bound on its k-th smallest squared distance to the other rows of
-    `order` (row indices [n] sorted along one coordinate): the k-th smallest to the _WINDOW rows
-    on either side of it in that order (to all of them when there are fewer)."""
-    n = len(order)
-    window = min(_WINDOW, (n - 1) // 2)
-    candidates = np.empty(k)
-    for p in range(n):
-        i = order[p]
-        lo = min(max(p - window, 0), n - 1 - 2 * window)
-        candidates[:] = np.inf
-        for q in range(lo, lo + 2 * window + 1):
-            if q != p:
-                j = order[q]
-                squared = 0.0
-                for c in range(columns.shape[0]):
-                    difference = columns[c, j] - columns[c, i]
-                    squared += difference * difference
-                if squared < candidates[k - 1]:
-                    _insert(candidates, squared)
-        bounds[i] = candidates[k - 1]
+def _sample_bounds(columns, class_end, k, limits):
+    """Upper bounds on every row's k-th smallest squared distance to the other rows (limits[0])
+    and to the other rows of its class (limits[1]): the k-th smallest to an evenly spaced sample
+    of _SAMPLE rows (columns [d, M] float64, sorted by class; inf where the sample is too small)."""
+    m = columns.shape[1]
+    sample = np.unique(np.linspace(0, m - 1, min(_SAMPLE, m)).astype(np.int64))
+    sampled = np.ascontiguousarray(columns[:, sample])
+    nearest = np.empty(k)
+    nearest_class = np.empty(k)
+    distances = np.empty(len(sample))
+    for i in range(m):
+        _distances_to(columns, i, sampled, distances)
+        nearest[:] = np.inf
+        nearest_class[:] = np.inf
+        for s in range(len(sample)):
+            if sample[s] != i:
+                if distances[s] < nearest[k - 1]:
+                    _insert(nearest, distances[s])
+                if class_end[sample[s]] == class_end[i] and distances[s] < nearest_class[k - 1]:
+                    _insert(nearest_class, distances[s])
+        limits[0, i] = nearest[k - 1]
+        limits[1, i] = nearest_class[k - 1]
 
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True, nogil=True)
-def _scan_all_pairs(rows, class_end, k):
+def _scan_all_pairs(rows, points, class_end, k):
     """`nearest_distances` by one pass over all pairs, for wide layers: each pair is computed
-    once and offered to both rows' lists of their k smallest squared distances, where it is within
-    a bound on the final k-th (from a few rows near it along the layer's most spread coordinate);
-    a chunk of pairs within no bound costs one vectorised comparison. Returns the squared
-    distances [2, M] (all rows, the row's class)."""
+    once, in the dtype of `rows` [M, d], and offered to both rows' lists of their k smallest
+    squared distances where it is within a bound on the final k-th (`_sample_bounds`); those get
+    their exact distance from `points` (the rows in float64). Returns the squared distances [2, M] (all rows, the row's class)."""
     m, d = rows.shape
-    columns = np.ascontiguousarray(rows.T)
+    columns = np.ascontiguousarray(points.T)
+    filter_columns = np.ascontiguousarray(rows.T)
     one_class = class_end[0] == m
     nearest = np.full((2, m, k), np.inf)  # [all rows / the row's class, row, rank]
     limits = np.empty((2, m))
-    spread = np.array([np.var(columns[c]) for c in range(d)])
-    axis = columns[np.argmax(spread)]
-    _neighbour_bounds(columns, np.argsort(axis), k, limits[0])
-    start = 0
-    while start < m and not one_class:
-        _neighbour_bounds(columns, start + np.argsort(axis[start:class_end[start]]), k, limits[1])
-        start = class_end[start]
-    distances = np.empty(m)
+    _sample_bounds(columns, class_end, k, limits)
+    distances = np.empty(m, rows.dtype)
     for i in range(m):
-        _distances(columns, i, i + 1, m, distances)
-        _offer(distances[:m - i - 1], nearest[0, i], limits[0, i], nearest[0, i + 1:], limits[0, i + 1:])
+        _distances(filter_columns, i, i + 1, m, distances)
+        _offer(distances[:m - i - 1], columns, i, i + 1, nearest[0, i], limits[0, i], nearest[0, i + 1:],
+               limits[0, i + 1:])
         if not one_class:
             same = class_end[i] - i - 1
-            _offer(distances[:same], nearest[1, i], limits[1, i], nearest[1, i + 1:i + 1 + same],
+            _offer(distances[:same], columns, i, i + 1, nearest[1, i], limits[1, i], nearest[1, i + 1:i + 1 + same],
                    limits[1, i + 1:i + 1 + same])
     if one_class:
         nearest[1] = nearest[0]
@@ -361,7 +416,7 @@ def nearest_distances(rows, class_end, k):
     m, d = rows.shape
     points = rows.astype(np.float64)
     if d > _SWEEP_UNITS:
-        return np.sqrt(_scan_all_pairs(points, class_end, k))
+        return np.sqrt(_scan_all_pairs(rows, points, class_end, k))
     squared = np.empty((2, m))
     _kth_squared(points, k, squared[0])
     if class_end[0] == m:  # one class
