@@ -91,9 +91,10 @@ def main() -> int:
     parser.add_argument("--cpu-time", action="store_true",
                         help="time by this process's CPU time (time.process_time), not wall time: steadier under load")
     parser.add_argument("--measured", type=int, help="snapshots measured per network (default: 30, chapter 6's)")
+    parser.add_argument("--epochs", type=int, help="epochs of training (default: 1,500; chapter 6's paper profile: 10,000)")
     args = parser.parse_args()
     size, repeats = (SMOKE, 1) if args.smoke else (FULL, args.repeats)
-    size = {**size, "measured": args.measured or size["measured"]}
+    size = {**size, "measured": args.measured or size["measured"], "epochs": args.epochs or size["epochs"]}
     torch.set_num_threads(1)
     x, y = data.tishby()
     runs = trained_runs(size, x, y, args.runs)

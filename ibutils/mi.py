@@ -822,21 +822,11 @@ def _kernel_block_sums(h: torch.Tensor, weights: torch.Tensor | None, blocks, sc
 def _compiled_kernel_sums(rows: torch.Tensor, weights: torch.Tensor | None, classes: torch.Tensor,
                           scales: list[float]) -> torch.Tensor:
     """`pairwise.kernel_row_sums` of CPU `rows` [M, d] sorted by class `classes` [M] with
-    counts `weights` [M] (None: 1): [len(scales), kernel, restriction, M] float64, in the rows'
-    order. Within each class the rows go to the kernel in order along their first principal axis."""
-    points = rows.to(torch.float64).numpy()
-    centred = points - points.mean(0)
-    axis = np.linalg.eigh(centred.T @ centred)[1][:, -1]
-    projection = centred @ axis
-    order = np.lexsort((projection, classes.numpy()))
-    class_end = torch.searchsorted(classes, classes, right=True).numpy()  # the same in `order`
-    w = np.ones(len(rows), np.float32) if weights is None else weights.numpy()[order].astype(np.float32)
+    counts `weights` [M] (None: 1): [len(scales), kernel, restriction, M] float64."""
+    class_end = torch.searchsorted(classes, classes, right=True).numpy()
+    w = np.ones(len(rows), np.float32) if weights is None else weights.numpy().astype(np.float32)
     bd_scales = np.array(scales, np.float32) / 4  # the Bhattacharyya kernel's exponent per unit of D
-    sums = pairwise.kernel_row_sums(np.ascontiguousarray(rows.to(torch.float32).numpy()[order]), w, class_end,
-                                    projection[order], bd_scales)
-    out = np.empty_like(sums)
-    out[..., order] = sums
-    return torch.from_numpy(out)
+    return torch.from_numpy(pairwise.kernel_row_sums(rows.to(torch.float32).numpy(), w, class_end, bd_scales))
 
 
 def _block_kernel_sums(rows: torch.Tensor, weights: torch.Tensor | None, classes: torch.Tensor, scales: list[float],

@@ -1,15 +1,21 @@
-"""Compiled loops over the pairs of rows of a narrow layer (numba, on the CPU): the KDE's kernel
-sums and Kraskov's nearest-neighbour distances (`ibutils.mi`).
+"""Compiled loops over the pairs of rows of a layer (numba, on the CPU): the KDE's kernel sums and
+Kraskov's k-th nearest neighbours, for `ibutils.mi`.
 
-Both go over each pair of rows once, above the diagonal, compute its squared distance by direct
-differences into a buffer of one row's pairs, and use it at once: no distance matrix is stored,
-and the row i's and row j's sums (or neighbour lists) both get the pair. This is what makes the
-estimators of chapter 6 fast on layers of a few units, where a matrix product has too little
-work per pair to pay for its passes over memory (benchmarks/RESULTS.md, issue 23); wide layers
-keep `mi`'s block products.
+Both take the rows sorted by class (so that a row's pairs within its class are one range) and
+compute squared distances by direct differences, a row against a range of rows at a time, into a
+buffer that the next step uses at once: no distance matrix is stored. Each vectorised loop runs
+over whole array views (numba then knows no index is negative, and LLVM vectorises it: 8 float32
+or 4 float64 lanes with AVX2). On a layer of a few units a matrix product has too little work per
+pair to pay for its passes over memory; these loops are 3x (KDE) and 2-6x (Kraskov) faster than
+`mi`'s torch blocks and k-d trees were there (benchmarks/RESULTS.md, issue 23).
 
-Rows come sorted by class, so the pairs of a row with the rest of its class are the first part of
-its range, and every sum or list restricted to a class is the same loop on that part.
+- `kernel_row_sums`: for every row, the sums of the Bhattacharyya and KL kernels over all rows and
+  over its class, each pair computed once (above the diagonal) for both of its rows.
+- `nearest_distances`: every row's exact distance to its k-th nearest other row, among all rows and
+  within its class.
+
+Both order rows along the layer's first principal axis, where a gap in projection bounds the
+distance from below (||h_i - h_j||^2 >= (p_i - p_j)^2 for a unit axis).
 """
 
 from __future__ import annotations
@@ -24,16 +30,21 @@ from numba.extending import intrinsic
 
 __all__ = ["MAX_UNITS", "EXP_FLOOR", "kernel_row_sums", "nearest_distances"]
 
-# Layers up to this many units use these loops (their cost grows with the units, a matrix
-# product's does not; at 32 both cost about the same here).
+# `mi.kde_sweep` uses `kernel_row_sums` for layers of up to this many units (the loops' cost grows
+# with the units, a matrix product's hardly: at 32 units both cost about the same here).
 MAX_UNITS = 32
-# Kernel terms are added in float32 at most this many at a time (per SIMD lane: a few) before the
-# float64 totals get them; longer float32 sums lose small terms against large partial sums.
-_CHUNK = 256
-_COLUMN_BLOCK = 32
-# `nearest_distances`: layers of up to _SWEEP_UNITS units are swept along their first principal
-# axis, _SWEEP_BLOCK rows at a time on either side of a row; wider ones scan all pairs once,
-# _SCAN_CHUNK at a time, with bounds from _WINDOW rows on either side of a row along one unit.
+# Kernel exponents below this are raised to it: ln of float32's smallest normal number, rounded up
+# (smaller terms would be subnormal, slow on some CPUs, and add below 1e-37 to sums >= 1).
+EXP_FLOOR = -87.0
+
+# kernel_row_sums: kernel terms are added in float32, at most _ROW_CHUNK of a row or those of
+# _COLUMN_BLOCK rows to a column, before they join float64 totals (longer float32 sums lose
+# small terms against large partial sums: 2.6e-7 bits over blocks of 512 rows).
+_ROW_CHUNK = 256
+_COLUMN_BLOCK = 64
+# nearest_distances: layers of up to _SWEEP_UNITS units are swept along their principal axis,
+# _SWEEP_BLOCK rows at a time; wider ones go over all pairs once, _SCAN_CHUNK at a time, with
+# bounds from a sample of _SAMPLE rows (each is the faster where it is used).
 _SWEEP_UNITS = 7
 _SWEEP_BLOCK = 32
 _SCAN_CHUNK = 64
@@ -43,23 +54,20 @@ _SAMPLE = 256
 # squares below float32's smallest normal number aside: the scan's filter allows for both.
 _FILTER_MARGIN = 1e-5
 _FILTER_FLOOR = 1e-36
-# Kernel exponents below this are raised to it: ln of float32's smallest normal number, rounded up
-# (terms below e**-87 would be subnormal, and they add below 1e-37 to sums >= 1).
-EXP_FLOOR = -87.0
 
-# The loops' floating-point freedom: no NaN or infinity (inputs are checked) and fused multiply-adds;
-# sums may be reordered (so that they vectorise), the exponential's steps may not.
+# The loops' floating-point freedom: no NaN or infinity (inputs are checked) and fused
+# multiply-adds; sums may be reordered (so that they vectorise), the exponential's steps may not.
 _EXACT_STEPS = {"nnan", "ninf", "nsz", "contract"}
 _REORDERED_SUMS = _EXACT_STEPS | {"reassoc"}
 
-# exp(x) = 2**n * exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2]; ln 2 in two parts
-# (Cody & Waite) so that n * _LN2_HIGH is exact; exp(r) by its Taylor polynomial of degree 7
+# exp(x) = 2**n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], ln 2 in two parts
+# (Cody & Waite) so that n * _LN2_HIGH is exact, and exp(r) by its Taylor polynomial of degree 7
 # (truncation below 6e-9 relative on that interval).
 _LOG2_E = np.float32(1 / math.log(2))
-_LN2_HIGH = np.float32(0.693359375)  # 355/512, 9 significant bits
+_LN2_HIGH = np.float32(0.693359375)  # 355/512: 9 significant bits
 _LN2_LOW = np.float32(math.log(2) - 0.693359375)
 _TAYLOR = tuple(np.float32(1 / math.factorial(k)) for k in range(8))
-# Adding 1.5 * 2**23 rounds a float32 below 2**22 in magnitude to an integer held in the low
+# Adding 1.5 * 2**23 rounds a float32 below 2**22 in magnitude to an integer, held in the low
 # mantissa bits; the extra 127 is float32's exponent bias.
 _ROUNDING_SHIFT = np.float32(1.5 * 2**23 + 127)
 
@@ -67,7 +75,7 @@ _ROUNDING_SHIFT = np.float32(1.5 * 2**23 + 127)
 @intrinsic
 def _power_of_two(typingctx, shifted):
     """2**n (float32) from `shifted` = n + _ROUNDING_SHIFT (float32, n an integer in [-126, 127]):
-    its low mantissa bits hold n + 127, which moved into the exponent field make 2**n."""
+    its low mantissa bits hold n + 127, which shifted into the exponent field make 2**n."""
     if shifted != types.float32:
         return None
 
@@ -90,44 +98,30 @@ def _exp(x):
 
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True)
-def _distances(columns, i, lo, hi, out):
-    """out[:hi - lo] = the squared distances from column i of `columns` [d, n] to columns lo..hi-1,
-    in the dtype of `columns` and `out` (float32 for the KDE, float64 for Kraskov): a pass over
-    the block per unit, vectorised."""
+def _distances(columns, i, others, lo, hi, out):
+    """out[:hi - lo] = the squared distances from column i of `columns` [d, M] to columns lo..hi-1
+    of `others` [d, n], in the dtype of `out` (float32 for the KDE and the scan's filter, float64
+    for exact distances): one vectorised pass per unit."""
     out = out[:hi - lo]
     for j in range(len(out)):
         out[j] = 0.0
     for c in range(columns.shape[0]):
-        block = columns[c, lo:hi]
-        centre = columns[c, i]
-        for j in range(len(block)):
-            difference = block[j] - centre
-            out[j] += difference * difference
-
-
-@numba.njit(fastmath=_REORDERED_SUMS, cache=True)
-def _distances_to(columns, i, others, out):
-    """out = the squared distances from column i of `columns` [d, M] to every column of `others` [d, n]."""
-    for j in range(len(out)):
-        out[j] = 0.0
-    for c in range(columns.shape[0]):
-        row = others[c]
+        row = others[c, lo:hi]
         centre = columns[c, i]
         for j in range(len(row)):
             difference = row[j] - centre
             out[j] += difference * difference
 
 
+# --- KDE kernel sums ---------------------------------------------------------------------------
+
+
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True)
 def _kernel_chunk(distances, scale, weights, weight_i, kl_floor, column_kl, column_bd):
-    """For pairs with squared distances `distances` [n] and weights `weights` [n]: the
-    Bhattacharyya kernel e = exp(scale * D) (its exponent raised to EXP_FLOOR) and the KL kernel
+    """For pairs (i, j) with squared distances `distances` [n] and weights w_j `weights` [n]: the
+    Bhattacharyya kernel e = exp(scale * D) (exponent raised to EXP_FLOOR) and the KL kernel
     max(e, kl_floor)**4; adds weight_i times each to `column_kl`, `column_bd` [n] and returns
-    (sum of w_j KL, sum of w_j BD) in float32.
-
-    Arrays are whole views and the loop runs over their length: numba then knows no index is
-    negative, and LLVM vectorises the loop (8 pairs at a time with AVX2).
-    """
+    (sum_j w_j KL, sum_j w_j BD) in float32."""
     floor = np.float32(EXP_FLOOR)
     sum_kl = np.float32(0.0)
     sum_bd = np.float32(0.0)
@@ -146,11 +140,11 @@ def _kernel_chunk(distances, scale, weights, weight_i, kl_floor, column_kl, colu
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True)
 def _kernel_sums(distances, scale, weights, weight_i, kl_floor, column_kl, column_bd):
-    """`_kernel_chunk` over `distances` in chunks of _CHUNK pairs, its float32 sums added in float64."""
+    """`_kernel_chunk` in chunks of _ROW_CHUNK pairs, its float32 sums added in float64."""
     sum_kl = 0.0
     sum_bd = 0.0
-    for lo in range(0, len(distances), _CHUNK):
-        hi = min(lo + _CHUNK, len(distances))
+    for lo in range(0, len(distances), _ROW_CHUNK):
+        hi = min(lo + _ROW_CHUNK, len(distances))
         kl, bd = _kernel_chunk(distances[lo:hi], scale, weights[lo:hi], weight_i, kl_floor, column_kl[lo:hi],
                                column_bd[lo:hi])
         sum_kl += kl
@@ -159,25 +153,9 @@ def _kernel_sums(distances, scale, weights, weight_i, kl_floor, column_kl, colum
 
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True, nogil=True)
-def kernel_row_sums(rows, weights, class_end, projection, scales):
-    """Row sums of the KDE's kernels over the pairs of `rows`.
-
-    rows: [M, d] float32, sorted by class and within a class by `projection` [M] (float64, the
-    rows' coordinates along a unit vector); weights: [M] float32 (how often each row occurs);
-    class_end: [M] int64, one past the last row of each row's class; scales: [V] float32, the
-    negative exponent scales of the Bhattacharyya kernels exp(scale * D_ij), D_ij = ||rows_i -
-    rows_j||^2 (the KL kernel of a variance is its 4th power).
-
-    Returns sums [V, 2, 2, M] float64: sums[v, kernel, restriction, i] = sum_j w_j k_ij over all j
-    (restriction 0) or the j of i's class (1), j = i included (k_ii = 1), kernel 0 KL and 1 BD.
-    Terms with an exponent below EXP_FLOOR are raised to e**EXP_FLOOR, or left out where the rows'
-    projections alone are that far apart (D_ij >= (projection_i - projection_j)**2): for a small
-    noise variance most pairs of a spread layer. Kernel sums are float32 over at most _CHUNK terms
-    of a row or _COLUMN_BLOCK of a column, then float64: 4e-10 to 2e-8 bits from float64 sums at
-    N = 4,096 (longer float32 sums lose small terms against large partial sums: 2.6e-7 bits over
-    blocks of 512 rows).
-    """
-    m, d = rows.shape
+def _kernel_row_sums(rows, weights, class_end, projection, scales):
+    """`kernel_row_sums` of rows sorted by class and, within each class, by `projection`."""
+    m = rows.shape[0]
     n_scales = len(scales)
     columns = np.ascontiguousarray(rows.T)
     kl_floor = np.float32(math.exp(EXP_FLOOR / 4))  # so that the 4th power is >= e**EXP_FLOOR too
@@ -187,38 +165,68 @@ def kernel_row_sums(rows, weights, class_end, projection, scales):
     sums = np.zeros((n_scales, 2, 2, m))
     for i in range(m):
         first = i + 1  # the pairs (i, j > i); those within i's class come first
-        _distances(columns, i, first, m, distances)
+        _distances(columns, i, columns, first, m, distances)
         for v in range(n_scales):
-            reach = math.sqrt(EXP_FLOOR / scales[v])  # farther along the projection: below e**EXP_FLOOR
-            kl = np.zeros(2)  # [same class, other classes]
-            bd = np.zeros(2)
+            reach = math.sqrt(EXP_FLOOR / scales[v])  # farther apart along the axis: below e**EXP_FLOOR
+            kl_same = kl_other = bd_same = bd_other = 0.0
             start = first
-            while start < m:
+            while start < m:  # i's class from row i + 1 on, then each later class
                 other = int(start >= class_end[i])
                 end = class_end[start]
                 lo = start + np.searchsorted(projection[start:end], projection[i] - reach)
                 hi = start + np.searchsorted(projection[start:end], projection[i] + reach, side="right")
-                kl_sum, bd_sum = _kernel_sums(distances[lo - first:hi - first], scales[v], weights[lo:hi], weights[i],
-                                              kl_floor, column[v, 0, other, lo:hi], column[v, 1, other, lo:hi])
-                kl[other] += kl_sum
-                bd[other] += bd_sum
+                kl, bd = _kernel_sums(distances[lo - first:hi - first], scales[v], weights[lo:hi], weights[i],
+                                      kl_floor, column[v, 0, other, lo:hi], column[v, 1, other, lo:hi])
+                if other:
+                    kl_other += kl
+                    bd_other += bd
+                else:
+                    kl_same += kl
+                    bd_same += bd
                 start = end
             own = weights[i]  # the diagonal term, k_ii = 1
-            sums[v, 0, 0, i] += own + kl[0] + kl[1]
-            sums[v, 1, 0, i] += own + bd[0] + bd[1]
-            sums[v, 0, 1, i] += own + kl[0]
-            sums[v, 1, 1, i] += own + bd[0]
+            sums[v, 0, 0, i] += own + kl_same + kl_other
+            sums[v, 1, 0, i] += own + bd_same + bd_other
+            sums[v, 0, 1, i] += own + kl_same
+            sums[v, 1, 1, i] += own + bd_same
         if (i + 1) % _COLUMN_BLOCK == 0 or i == m - 1:  # the block's column sums join the totals
-            first = (i // _COLUMN_BLOCK) * _COLUMN_BLOCK + 1  # no column before it has any
+            block_start = (i // _COLUMN_BLOCK) * _COLUMN_BLOCK + 1  # no column before it has any
             for v in range(n_scales):
                 for kernel in range(2):
-                    for j in range(first, m):
+                    for j in range(block_start, m):
                         same_class, other_class = column[v, kernel, 0, j], column[v, kernel, 1, j]
                         sums[v, kernel, 0, j] += np.float64(same_class) + np.float64(other_class)
                         sums[v, kernel, 1, j] += same_class
                         column[v, kernel, 0, j] = 0.0
                         column[v, kernel, 1, j] = 0.0
     return sums
+
+
+def kernel_row_sums(rows: np.ndarray, weights: np.ndarray, class_end: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Row sums of the KDE's kernels (Kolchinsky & Tracey, as `mi.kde` defines them).
+
+    rows: [M, d] float32, sorted by class; weights: [M] float32, how often each row occurs;
+    class_end: [M] int64, one past the last row of each row's class; scales: [V] float32, the
+    negative exponent scales of the Bhattacharyya kernels exp(scale * D_ij), D_ij = ||rows_i -
+    rows_j||^2 in float32 (the KL kernel of the same variance is its 4th power).
+
+    Returns sums [V, 2, 2, M] float64: sums[v, kernel, restriction, i] = sum_j w_j k_ij over all j
+    (restriction 0) or the j of i's class (1), j = i included (k_ii = 1); kernel 0 KL, 1 BD.
+    Exponents below EXP_FLOOR are raised to it, or, where two rows' projections on the layer's
+    first principal axis alone are that far apart, the pair is left out (for a small noise
+    variance most pairs of a spread layer): either changes no sum by 1e-34 relative. Float32
+    kernels and partial sums, float64 totals: within 3e-8 bits of float64 kernels on the book's
+    layers (benchmarks/RESULTS.md).
+    """
+    projection = _principal_projection(rows.astype(np.float64))
+    order = np.lexsort((projection, class_end))  # classes stay in place, each ordered along the axis
+    sums = np.empty((len(scales), 2, 2, len(rows)))
+    sums[..., order] = _kernel_row_sums(np.ascontiguousarray(rows[order]), weights[order], class_end,
+                                        projection[order], scales)
+    return sums
+
+
+# --- Kraskov's k-th nearest neighbours -----------------------------------------------------------
 
 
 @numba.njit(cache=True)
@@ -233,24 +241,22 @@ def _insert(nearest, value):
 
 @numba.njit(cache=True)
 def _offer_block(columns, i, lo, hi, nearest, distances):
-    """Offer the rows lo..hi-1 (not row i itself) to row i's ascending list `nearest` [k] of its
-    k smallest squared distances."""
-    _distances(columns, i, lo, hi, distances)
-    k = len(nearest)
+    """Offer rows lo..hi-1 of `columns` [d, n] (float64), row i excepted, to row i's ascending
+    list `nearest` [k] of its k smallest squared distances."""
+    _distances(columns, i, columns, lo, hi, distances)
     for j in range(hi - lo):
-        if distances[j] < nearest[k - 1] and lo + j != i:
+        if distances[j] < nearest[-1] and lo + j != i:
             _insert(nearest, distances[j])
 
 
-@numba.njit(cache=True)
-def _sweep(columns, projection, k, out):
-    """out[i] = the k-th smallest squared distance (float64) from row i to the other rows, for
-    rows `columns` [d, n] (float64) sorted by their `projection` [n] on a unit vector.
+@numba.njit(cache=True, nogil=True)
+def _sweep(columns, projection, slack, k, out):
+    """out[i] = the k-th smallest squared distance from row i of `columns` [d, n] (float64, rows
+    sorted by `projection` [n]) to the other rows.
 
-    Since D_ij >= (projection_j - projection_i)**2, each row looks at the rows around it in
-    that order, a block at a time on either side, until the gap in projection alone exceeds its
-    k-th smallest distance so far: exact, and a small share of the pairs where the layer is
-    spread along the projection.
+    Each row looks at the rows around it in that order, a block at a time on either side, until
+    the gap in projection alone (less `slack`, the projections' rounding) exceeds its k-th
+    smallest distance so far: exact, and on a layer spread along the axis few pairs per row.
     """
     n = columns.shape[1]
     nearest = np.empty(k)
@@ -260,10 +266,9 @@ def _sweep(columns, projection, k, out):
         left = max(min(i - _SWEEP_BLOCK // 2, n - _SWEEP_BLOCK), 0)  # a block around row i
         right = min(left + _SWEEP_BLOCK, n)
         _offer_block(columns, i, left, right, nearest, distances)
-        while left > 0 or right < n:
-            limit = nearest[k - 1] * (1 + 1e-12)  # the projections' rounding
-            go_left = left > 0 and (projection[i] - projection[left - 1]) ** 2 <= limit
-            go_right = right < n and (projection[right] - projection[i]) ** 2 <= limit
+        while True:
+            go_left = left > 0 and max(projection[i] - projection[left - 1] - slack, 0.0) ** 2 <= nearest[-1]
+            go_right = right < n and max(projection[right] - projection[i] - slack, 0.0) ** 2 <= nearest[-1]
             if not (go_left or go_right):
                 break
             if go_left:
@@ -274,42 +279,22 @@ def _sweep(columns, projection, k, out):
                 hi = min(right + _SWEEP_BLOCK, n)
                 _offer_block(columns, i, right, hi, nearest, distances)
                 right = hi
-        out[i] = nearest[k - 1]
-
-
-@numba.njit(cache=True)
-def _principal_projection(points):
-    """The coordinates [n] of the rows of `points` [n, d] (float64) along their first principal axis."""
-    centred = points - points.sum(0) / len(points)
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    return centred @ np.ascontiguousarray(vectors[:, -1])
-
-
-@numba.njit(cache=True)
-def _kth_squared(points, k, out):
-    """out[i] = the k-th smallest squared distance from row i of `points` [n, d] (float64) to the
-    other rows, by `_sweep` along the rows' first principal axis."""
-    projection = _principal_projection(points)
-    order = np.argsort(projection)
-    squared = np.empty(len(points))
-    _sweep(np.ascontiguousarray(points[order].T), projection[order], k, squared)
-    out[order] = squared
-
-
-@numba.njit(fastmath=_REORDERED_SUMS, cache=True)
-def _any_within(distances, limit_i, limits):
-    """Whether some distances[j] may be at most limit_i or limits[j]: within them after
-    `_within` (one vectorised pass)."""
-    hits = 0
-    for j in range(len(distances)):
-        hits += (distances[j] <= limit_i) | (distances[j] <= _within(limits[j]))
-    return hits > 0
+        out[i] = nearest[-1]
 
 
 @numba.njit(inline="always")
 def _within(limit):
-    """A squared distance computed in the filter's dtype that exceeds this exceeds `limit` exactly."""
+    """A squared distance from the scan's filter above this is above `limit` exactly."""
     return limit * (1 + _FILTER_MARGIN) + _FILTER_FLOOR
+
+
+@numba.njit(fastmath=_REORDERED_SUMS, cache=True)
+def _any_within(distances, limit_i, limits):
+    """Whether some distances[j] is at most limit_i or _within(limits[j]) (one vectorised pass)."""
+    hits = 0
+    for j in range(len(distances)):
+        hits += (distances[j] <= limit_i) | (distances[j] <= _within(limits[j]))
+    return hits > 0
 
 
 @numba.njit(fastmath=_EXACT_STEPS, cache=True)
@@ -323,16 +308,15 @@ def _exact_distance(columns, i, j):
 
 
 @numba.njit(cache=True)
-def _offer(distances, columns, i, first, nearest_i, limit_i, nearest, limits):
-    """Offer the pairs (i, j = first + jj) to row i's ascending list of its k smallest squared
-    distances (nearest_i [k]) and to each row j's (nearest[jj]), where they are at most limit_i
-    or limits[jj], bounds on those lists' final largest entries (kept up to date; float64).
+def _offer(distances, columns, i, nearest_i, limit_i, nearest, limits):
+    """Offer the pairs (i, j = i + 1 + jj) to row i's ascending list of its k smallest squared
+    distances (nearest_i [k]) and to each row j's (nearest[jj]) where they are at most limit_i or
+    limits[jj], bounds on those lists' final largest entries (kept up to date; float64).
 
-    distances [n]: the pairs' squared distances as the filter computed them (float32 for float32
-    rows); a pair within a bound by them gets its exact distance from `columns` [d, M] (float64).
-    A chunk of pairs within no bound costs one vectorised comparison.
+    distances [n]: the pairs' squared distances as the filter computed them; a pair within a bound
+    by them gets its exact distance from `columns` [d, M] (float64). A chunk of pairs within no
+    bound costs one vectorised comparison. Returns row i's bound.
     """
-    k = nearest_i.shape[0]
     for lo in range(0, len(distances), _SCAN_CHUNK):
         hi = min(lo + _SCAN_CHUNK, len(distances))
         if not _any_within(distances[lo:hi], _within(limit_i), limits[lo:hi]):
@@ -340,90 +324,104 @@ def _offer(distances, columns, i, first, nearest_i, limit_i, nearest, limits):
         for jj in range(lo, hi):
             if distances[jj] > _within(limit_i) and distances[jj] > _within(limits[jj]):
                 continue
-            squared = _exact_distance(columns, i, first + jj)
+            squared = _exact_distance(columns, i, i + 1 + jj)
             if squared <= limit_i:
                 _insert(nearest_i, squared)
-                limit_i = min(limit_i, nearest_i[k - 1])
+                limit_i = min(limit_i, nearest_i[-1])
             if squared <= limits[jj]:
                 _insert(nearest[jj], squared)
-                limits[jj] = min(limits[jj], nearest[jj, k - 1])
+                limits[jj] = min(limits[jj], nearest[jj, -1])
     return limit_i
 
 
 @numba.njit(cache=True)
-def _sample_bounds(columns, class_end, k, limits):
+def _sample_bounds(columns, class_end, sample, k, limits):
     """Upper bounds on every row's k-th smallest squared distance to the other rows (limits[0])
-    and to the other rows of its class (limits[1]): the k-th smallest to an evenly spaced sample
-    of _SAMPLE rows (columns [d, M] float64, sorted by class; inf where the sample is too small)."""
-    m = columns.shape[1]
-    sample = np.unique(np.linspace(0, m - 1, min(_SAMPLE, m)).astype(np.int64))
+    and to the other rows of its class (limits[1]): the k-th smallest to the rows `sample` (row
+    indices; columns [d, M] float64, sorted by class; inf where too few are left)."""
     sampled = np.ascontiguousarray(columns[:, sample])
-    nearest = np.empty(k)
-    nearest_class = np.empty(k)
+    nearest = np.empty((2, k))
     distances = np.empty(len(sample))
-    for i in range(m):
-        _distances_to(columns, i, sampled, distances)
+    for i in range(columns.shape[1]):
+        _distances(columns, i, sampled, 0, len(sample), distances)
         nearest[:] = np.inf
-        nearest_class[:] = np.inf
         for s in range(len(sample)):
             if sample[s] != i:
-                if distances[s] < nearest[k - 1]:
-                    _insert(nearest, distances[s])
-                if class_end[sample[s]] == class_end[i] and distances[s] < nearest_class[k - 1]:
-                    _insert(nearest_class, distances[s])
-        limits[0, i] = nearest[k - 1]
-        limits[1, i] = nearest_class[k - 1]
+                if distances[s] < nearest[0, -1]:
+                    _insert(nearest[0], distances[s])
+                if class_end[sample[s]] == class_end[i] and distances[s] < nearest[1, -1]:
+                    _insert(nearest[1], distances[s])
+        limits[:, i] = nearest[:, -1]
 
 
-@numba.njit(fastmath=_REORDERED_SUMS, cache=True, nogil=True)
-def _scan_all_pairs(rows, points, class_end, k):
-    """`nearest_distances` by one pass over all pairs, for wide layers: each pair is computed
-    once, in the dtype of `rows` [M, d], and offered to both rows' lists of their k smallest
-    squared distances where it is within a bound on the final k-th (`_sample_bounds`); those get
-    their exact distance from `points` (the rows in float64). Returns the squared distances [2, M] (all rows, the row's class)."""
-    m, d = rows.shape
+@numba.njit(cache=True, nogil=True)
+def _scan_all_pairs(rows, points, class_end, sample, k):
+    """`nearest_distances`' squared distances [2, M] by one pass over all pairs: each pair is
+    computed once, in the dtype of `rows` [M, d], and offered to both rows' lists of their k
+    smallest where it is within a bound on the final k-th (`_sample_bounds`); those get their
+    exact distance from `points` (the rows in float64)."""
+    m = rows.shape[0]
     columns = np.ascontiguousarray(points.T)
     filter_columns = np.ascontiguousarray(rows.T)
     one_class = class_end[0] == m
     nearest = np.full((2, m, k), np.inf)  # [all rows / the row's class, row, rank]
     limits = np.empty((2, m))
-    _sample_bounds(columns, class_end, k, limits)
+    _sample_bounds(columns, class_end, sample, k, limits)
     distances = np.empty(m, rows.dtype)
     for i in range(m):
-        _distances(filter_columns, i, i + 1, m, distances)
-        _offer(distances[:m - i - 1], columns, i, i + 1, nearest[0, i], limits[0, i], nearest[0, i + 1:],
-               limits[0, i + 1:])
+        _distances(filter_columns, i, filter_columns, i + 1, m, distances)
+        _offer(distances[:m - i - 1], columns, i, nearest[0, i], limits[0, i], nearest[0, i + 1:], limits[0, i + 1:])
         if not one_class:
             same = class_end[i] - i - 1
-            _offer(distances[:same], columns, i, i + 1, nearest[1, i], limits[1, i], nearest[1, i + 1:i + 1 + same],
+            _offer(distances[:same], columns, i, nearest[1, i], limits[1, i], nearest[1, i + 1:i + 1 + same],
                    limits[1, i + 1:i + 1 + same])
     if one_class:
         nearest[1] = nearest[0]
     return nearest[:, :, k - 1].copy()
 
 
-@numba.njit(cache=True, nogil=True)
-def nearest_distances(rows, class_end, k):
-    """The Euclidean distance (float64) from every row of `rows` [M, d] (sorted by class) to its
-    k-th nearest other row, among all rows and among the rows of its class: two arrays [M].
+def _principal_projection(points: np.ndarray) -> np.ndarray:
+    """The coordinates [n] of the rows of `points` [n, d] (float64) along their first principal axis."""
+    centred = points - points.mean(0)
+    return centred @ np.linalg.eigh(centred.T @ centred)[1][:, -1]
 
-    class_end: [M] int64, one past the last row of each row's class; every class needs more
-    than k rows. Repeated rows are neighbours at distance 0. Exact: float64 differences of the
-    rows, for the pairs that cannot be ruled out; layers of up to _SWEEP_UNITS units by `_sweep`
-    along their first principal axis, wider ones by `_scan_all_pairs` (the same numbers; each is
-    the faster where it is used, benchmarks/RESULTS.md).
+
+def _swept(points: np.ndarray, k: int) -> np.ndarray:
+    """`_sweep`'s k-th smallest squared distances [n] of the rows of `points` [n, d] (float64), in their order."""
+    projection = _principal_projection(points)
+    order = np.argsort(projection)
+    slack = 1e-12 * (1.0 + np.abs(projection).max())  # above the projections' rounding, d |h| 2**-52
+    squared = np.empty(len(points))
+    out = np.empty(len(points))
+    _sweep(np.ascontiguousarray(points[order].T), projection[order], slack, k, out)
+    squared[order] = out
+    return squared
+
+
+def nearest_distances(rows: np.ndarray, class_end: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Euclidean distance from every row of `rows` [M, d] (float32 or float64, sorted by
+    class) to its k-th nearest other row, among all rows and among the rows of its class: two
+    float64 arrays [M].
+
+    class_end: [M] int64, one past the last row of each row's class; every class needs more than
+    k rows. Repeated rows are neighbours at distance 0. Exact: the float64 distance of every pair
+    that cannot be ruled out. Layers of up to _SWEEP_UNITS units are swept along their first
+    principal axis (all rows, then each class); wider ones are scanned pair by pair, in float32
+    for float32 rows, with the exact distance for the pairs near a row's bound.
     """
     m, d = rows.shape
     points = rows.astype(np.float64)
+    one_class = class_end[0] == m
     if d > _SWEEP_UNITS:
-        return np.sqrt(_scan_all_pairs(rows, points, class_end, k))
-    squared = np.empty((2, m))
-    _kth_squared(points, k, squared[0])
-    if class_end[0] == m:  # one class
-        squared[1] = squared[0]
+        sample = np.unique(np.linspace(0, m - 1, min(_SAMPLE, m)).astype(np.int64))
+        return tuple(np.sqrt(_scan_all_pairs(rows, points, class_end, sample, k)))
+    squared_all = _swept(points, k)
+    if one_class:
+        return (np.sqrt(squared_all),) * 2
+    squared_class = np.empty(m)
     start = 0
-    while start < m and class_end[0] != m:
+    while start < m:
         end = class_end[start]
-        _kth_squared(points[start:end], k, squared[1, start:end])
+        squared_class[start:end] = _swept(points[start:end], k)
         start = end
-    return np.sqrt(squared)
+    return np.sqrt(squared_all), np.sqrt(squared_class)

@@ -78,7 +78,8 @@ def test_circles_are_found():
 def test_imports_are_read_from_source():
     graph = import_graph()
     assert {"mi", "train"} <= graph["infoplane"]
-    assert graph["mi"] == {"gaussian"}
+    assert graph["mi"] == {"gaussian", "pairwise"}
+    assert graph["pairwise"] == set()
     assert "gaussian" in graph["linear"]
 
 
