@@ -619,7 +619,7 @@ def _kth_neighbour_distances(x: torch.Tensor, labels: torch.Tensor | None, k: in
     """For one layer `x` [n, d]: the rows' labels sorted (or None), and each row's Euclidean
     distance to its k-th nearest other row, among all rows and among its class's rows (float64,
     rows in that sorted order), by `pairwise.nearest_distances`."""
-    rows = x.detach().cpu().numpy()
+    rows = x.detach().to("cpu", x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float64).numpy()
     if labels is None:
         return None, *pairwise.nearest_distances(rows, np.full(len(rows), len(rows)), k)
     sorted_labels, order = labels.cpu().sort(stable=True)
@@ -750,7 +750,7 @@ def _groups(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 # ln of the smallest normal number of each kernel dtype, rounded up: exponents below it are
 # raised to it (their terms add below 1e-37 to sums >= 1) so that no kernel term is subnormal:
 # exp and the squarings of subnormal numbers cost this CPU (AMD EPYC) about 4x as long
-_EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+_EXP_FLOOR = {torch.float32: pairwise.EXP_FLOOR, torch.float64: -708.0}
 
 
 def _class_blocks(class_sizes: list[int], size: int) -> list[tuple[slice, int]]:
@@ -879,12 +879,15 @@ def kde_sweep(t, y, noise_vars, chunk_size=None, precision="float32") -> list[KD
 
     Every kernel sum includes the diagonal term exp(0) = 1 and no term exceeds it, so the sums
     lie in [1, N] and need no log-sum-exp shift. Kernel terms below exp(-87) (float32; exp(-708)
-    for float64) are raised to it, which changes no sum by more than 1e-34 relative.
+    for float64) are raised to it, or left out by the compiled loop where a pair's distance along
+    the layer's first principal axis alone puts them there; either changes no sum by more than
+    1e-34 relative.
 
     Error of precision="float32" against "float64": each kernel term exp(x), x = -D/(8 sigma^2),
-    carries a relative error of about (|x| + 2) 2**-24 (x rounded to float32, then exp), four
-    times that for the KL kernel; the float32 sums within a panel add a few 2**-24 relative.
-    Measured: below 3e-8 bits at N = 4,096 (d = 10, 20, sigma^2 = 0.1 and 1e-3) and at
+    carries a relative error of about (|x| + 2) 2**-24 (x rounded to float32, then exp; ((d + 2)
+    |x| + 2) 2**-24 from the float32 distances of the compiled loop), four times that for the KL
+    kernel; the float32 partial sums add a few 2**-24 relative. Measured:
+    below 3e-8 bits at N = 4,096 (d = 10, 20, sigma^2 = 0.1 and 1e-3; chapter 6's layers) and at
     10,000 x 1,024 (benchmarks/RESULTS.md); the tests hold it to 1e-6.
     """
     t = _floats(t, "t")
