@@ -40,13 +40,13 @@ EXP_FLOOR = -87.0
 # kernel_row_sums: kernel terms are added in float32, at most _ROW_CHUNK of a row or those of
 # _COLUMN_BLOCK rows to a column, before they join float64 totals (longer float32 sums lose
 # small terms against large partial sums: 2.6e-7 bits over blocks of 512 rows).
-_ROW_CHUNK = 256
+_ROW_CHUNK = 512
 _COLUMN_BLOCK = 64
 # nearest_distances: layers of up to _SWEEP_UNITS units are swept along their principal axis,
 # _SWEEP_BLOCK rows at a time; wider ones go over all pairs once, _SCAN_CHUNK at a time, with
 # bounds from a sample of _SAMPLE rows (each is the faster where it is used).
 _SWEEP_UNITS = 7
-_SWEEP_BLOCK = 32
+_SWEEP_BLOCK = 64
 _SCAN_CHUNK = 64
 _SAMPLE = 256
 # Squared distances computed in float32 from float32 rows are within (d + 2) 2**-24 relative of
@@ -152,6 +152,17 @@ def _kernel_sums(distances, scale, weights, weight_i, kl_floor, column_kl, colum
     return sum_kl, sum_bd
 
 
+@numba.njit(fastmath=_REORDERED_SUMS, cache=True)
+def _flush(same_class, other_class, total, class_total):
+    """Add float32 column sums (same class, other classes) to the float64 totals over all rows
+    and over the class, and zero them."""
+    for j in range(len(same_class)):
+        total[j] += np.float64(same_class[j]) + np.float64(other_class[j])
+        class_total[j] += same_class[j]
+        same_class[j] = 0.0
+        other_class[j] = 0.0
+
+
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True, nogil=True)
 def _kernel_row_sums(rows, weights, class_end, projection, scales):
     """`kernel_row_sums` of rows sorted by class and, within each class, by `projection`."""
@@ -193,12 +204,8 @@ def _kernel_row_sums(rows, weights, class_end, projection, scales):
             block_start = (i // _COLUMN_BLOCK) * _COLUMN_BLOCK + 1  # no column before it has any
             for v in range(n_scales):
                 for kernel in range(2):
-                    for j in range(block_start, m):
-                        same_class, other_class = column[v, kernel, 0, j], column[v, kernel, 1, j]
-                        sums[v, kernel, 0, j] += np.float64(same_class) + np.float64(other_class)
-                        sums[v, kernel, 1, j] += same_class
-                        column[v, kernel, 0, j] = 0.0
-                        column[v, kernel, 1, j] = 0.0
+                    _flush(column[v, kernel, 0, block_start:], column[v, kernel, 1, block_start:],
+                           sums[v, kernel, 0, block_start:], sums[v, kernel, 1, block_start:])
     return sums
 
 
