@@ -6,8 +6,8 @@ compute squared distances by direct differences, a row against a range of rows a
 buffer that the next step uses at once: no distance matrix is stored. Each vectorised loop runs
 over whole array views (numba then knows no index is negative, and LLVM vectorises it: 8 float32
 or 4 float64 lanes with AVX2). On a layer of a few units a matrix product has too little work per
-pair to pay for its passes over memory; these loops are 3x (KDE) and 2-6x (Kraskov) faster than
-`mi`'s torch blocks and k-d trees were there (benchmarks/RESULTS.md, issue 23).
+pair to pay for its passes over memory; on chapter 6's layers these loops are 3x (KDE) and 1.5-8x
+(Kraskov) faster than `mi`'s torch blocks and k-d trees were (benchmarks/RESULTS.md, issue 23).
 
 - `kernel_row_sums`: for every row, the sums of the Bhattacharyya and KL kernels over all rows and
   over its class, each pair computed once (above the diagonal) for both of its rows.
@@ -31,8 +31,8 @@ from numba.extending import intrinsic
 __all__ = ["MAX_UNITS", "EXP_FLOOR", "kernel_row_sums", "nearest_distances"]
 
 # `mi.kde_sweep` uses `kernel_row_sums` for layers of up to this many units (the loops' cost grows
-# with the units, a matrix product's hardly: at 32 units both cost about the same here).
-MAX_UNITS = 32
+# with the units, a matrix product's hardly: at 64 units both cost about the same here).
+MAX_UNITS = 64
 # Kernel exponents below this are raised to it: ln of float32's smallest normal number, rounded up
 # (smaller terms would be subnormal, slow on some CPUs, and add below 1e-37 to sums >= 1).
 EXP_FLOOR = -87.0
@@ -49,10 +49,9 @@ _SWEEP_UNITS = 7
 _SWEEP_BLOCK = 64
 _SCAN_CHUNK = 64
 _SAMPLE = 256
-# Squared distances computed in float32 from float32 rows are within (d + 2) 2**-24 relative of
-# the exact ones (each difference, square and sum rounded once; below 3e-6 for d <= MAX_UNITS),
-# squares below float32's smallest normal number aside: the scan's filter allows for both.
-_FILTER_MARGIN = 1e-5
+# Squared distances computed in float32 from float32 rows are within (d + 3) 2**-24 relative of
+# the exact ones (each difference, square and sum rounded once), squares below float32's
+# smallest normal number aside: the scan's filter allows 4 times that, and _FILTER_FLOOR.
 _FILTER_FLOOR = 1e-36
 
 # The loops' floating-point freedom: no NaN or infinity (inputs are checked) and fused
@@ -290,17 +289,18 @@ def _sweep(columns, projection, slack, k, out):
 
 
 @numba.njit(inline="always")
-def _within(limit):
-    """A squared distance from the scan's filter above this is above `limit` exactly."""
-    return limit * (1 + _FILTER_MARGIN) + _FILTER_FLOOR
+def _within(limit, margin):
+    """A squared distance from the scan's filter above this is above `limit` exactly (`margin`:
+    the filter's relative error bound)."""
+    return limit * (1 + margin) + _FILTER_FLOOR
 
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True)
-def _any_within(distances, limit_i, limits):
+def _any_within(distances, limit_i, limits, margin):
     """Whether some distances[j] is at most limit_i or _within(limits[j]) (one vectorised pass)."""
     hits = 0
     for j in range(len(distances)):
-        hits += (distances[j] <= limit_i) | (distances[j] <= _within(limits[j]))
+        hits += (distances[j] <= limit_i) | (distances[j] <= _within(limits[j], margin))
     return hits > 0
 
 
@@ -315,21 +315,21 @@ def _exact_distance(columns, i, j):
 
 
 @numba.njit(cache=True)
-def _offer(distances, columns, i, nearest_i, limit_i, nearest, limits):
+def _offer(distances, columns, i, nearest_i, limit_i, nearest, limits, margin):
     """Offer the pairs (i, j = i + 1 + jj) to row i's ascending list of its k smallest squared
     distances (nearest_i [k]) and to each row j's (nearest[jj]) where they are at most limit_i or
     limits[jj], bounds on those lists' final largest entries (kept up to date; float64).
 
     distances [n]: the pairs' squared distances as the filter computed them; a pair within a bound
-    by them gets its exact distance from `columns` [d, M] (float64). A chunk of pairs within no
-    bound costs one vectorised comparison. Returns row i's bound.
+    by them (within `margin` relative) gets its exact distance from `columns` [d, M] (float64). A
+    chunk of pairs within no bound costs one vectorised comparison. Returns row i's bound.
     """
     for lo in range(0, len(distances), _SCAN_CHUNK):
         hi = min(lo + _SCAN_CHUNK, len(distances))
-        if not _any_within(distances[lo:hi], _within(limit_i), limits[lo:hi]):
+        if not _any_within(distances[lo:hi], _within(limit_i, margin), limits[lo:hi], margin):
             continue
         for jj in range(lo, hi):
-            if distances[jj] > _within(limit_i) and distances[jj] > _within(limits[jj]):
+            if distances[jj] > _within(limit_i, margin) and distances[jj] > _within(limits[jj], margin):
                 continue
             squared = _exact_distance(columns, i, i + 1 + jj)
             if squared <= limit_i:
@@ -362,11 +362,12 @@ def _sample_bounds(columns, class_end, sample, k, limits):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan_all_pairs(rows, points, class_end, sample, k):
+def _scan_all_pairs(rows, points, class_end, sample, k, margin):
     """`nearest_distances`' squared distances [2, M] by one pass over all pairs: each pair is
     computed once, in the dtype of `rows` [M, d], and offered to both rows' lists of their k
-    smallest where it is within a bound on the final k-th (`_sample_bounds`); those get their
-    exact distance from `points` (the rows in float64)."""
+    smallest where it is within a bound on the final k-th (`_sample_bounds`), by `margin` (the
+    relative error of the filter's distances); those get their exact distance from `points` (the
+    rows in float64)."""
     m = rows.shape[0]
     columns = np.ascontiguousarray(points.T)
     filter_columns = np.ascontiguousarray(rows.T)
@@ -377,11 +378,12 @@ def _scan_all_pairs(rows, points, class_end, sample, k):
     distances = np.empty(m, rows.dtype)
     for i in range(m):
         _distances(filter_columns, i, filter_columns, i + 1, m, distances)
-        _offer(distances[:m - i - 1], columns, i, nearest[0, i], limits[0, i], nearest[0, i + 1:], limits[0, i + 1:])
+        _offer(distances[:m - i - 1], columns, i, nearest[0, i], limits[0, i], nearest[0, i + 1:], limits[0, i + 1:],
+               margin)
         if not one_class:
             same = class_end[i] - i - 1
             _offer(distances[:same], columns, i, nearest[1, i], limits[1, i], nearest[1, i + 1:i + 1 + same],
-                   limits[1, i + 1:i + 1 + same])
+                   limits[1, i + 1:i + 1 + same], margin)
     if one_class:
         nearest[1] = nearest[0]
     return nearest[:, :, k - 1].copy()
@@ -421,7 +423,8 @@ def nearest_distances(rows: np.ndarray, class_end: np.ndarray, k: int) -> tuple[
     one_class = class_end[0] == m
     if d > _SWEEP_UNITS:
         sample = np.unique(np.linspace(0, m - 1, min(_SAMPLE, m)).astype(np.int64))
-        return tuple(np.sqrt(_scan_all_pairs(rows, points, class_end, sample, k)))
+        margin = 4 * (d + 3) * np.finfo(rows.dtype).eps / 2
+        return tuple(np.sqrt(_scan_all_pairs(rows, points, class_end, sample, k, margin)))
     squared_all = _swept(points, k)
     if one_class:
         return (np.sqrt(squared_all),) * 2

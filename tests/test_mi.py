@@ -8,6 +8,7 @@ import torch
 
 from scipy import special
 
+from ibutils import mi
 from ibutils.mi import (MI, KDEBounds, bin_codes, binned, binned_floor, binned_precision, discrete, entropy, kraskov,
                         equal_mass_edges, fake_quantise, kde, kde_sweep, kraskov_entropy, precision_codes, quantise)
 
@@ -635,3 +636,17 @@ def test_kraskov_label_information_of_separated_classes_is_the_label_entropy():
         assert one.i_ty == pytest.approx(both.i_ty[b], abs=1e-12)
     with pytest.raises(ValueError, match="every class needs more than k = 2 samples"):
         kraskov(t[0], torch.cat([y[:598], torch.tensor([3, 3])]))
+
+
+@pytest.mark.parametrize("gain", [1.0, 10.0])
+def test_kde_compiled_loop_and_torch_blocks_give_the_same_kernel_sums(gain):
+    """On the CPU a float32 layer of up to pairwise.MAX_UNITS units goes to the compiled loop, a
+    GPU or wider layer to the torch blocks: on the same rows both give the same sums."""
+    rng = np.random.default_rng(31)
+    t = torch.from_numpy(clustered_tanh_layer(rng, 700, 6, gain))
+    classes, order = torch.from_numpy(rng.integers(0, 3, 700)).sort(stable=True)
+    weights = torch.from_numpy(rng.integers(1, 5, 700))
+    scales = [-1 / (2 * 0.1), -1 / (2 * 1e-3)]
+    compiled = mi._compiled_kernel_sums(t[order], weights, classes, scales)
+    blocks = mi._block_kernel_sums(t[order], weights, classes, scales, 64, torch.float64)
+    np.testing.assert_allclose(compiled.numpy(), blocks.numpy(), rtol=2e-6, atol=1e-30)

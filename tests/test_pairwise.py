@@ -74,7 +74,7 @@ def brute_force_kth(rows, classes, k):
     return np.sort(d, 1)[:, k - 1], np.sort(within, 1)[:, k - 1]
 
 
-@pytest.mark.parametrize("d", [1, 2, 5, pairwise._SWEEP_UNITS, pairwise._SWEEP_UNITS + 1, 16])
+@pytest.mark.parametrize("d", [1, 2, 5, pairwise._SWEEP_UNITS, pairwise._SWEEP_UNITS + 1, 16, 60])
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_nearest_distances_are_exact_on_both_paths(d, k):
     """Narrow layers are swept along their principal axis, wide ones scanned: both exact, with
