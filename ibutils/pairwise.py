@@ -34,8 +34,9 @@ __all__ = ["MAX_UNITS", "EXP_FLOOR", "kernel_row_sums", "nearest_distances"]
 #: the CPU (the loops' cost grows with the units, a matrix product's hardly: at 64 units both
 #: cost about the same on the machine of benchmarks/RESULTS.md).
 MAX_UNITS = 64
-#: Kernel exponents below this are raised to it: ln of float32's smallest normal number, rounded
-#: up (smaller terms would be subnormal, slow on some CPUs, and add below 1e-37 to sums >= 1).
+#: Kernel exponents below this are raised to it: the natural logarithm of float32's smallest
+#: normal number, rounded up (smaller terms would be subnormal, slow on some CPUs, and add below
+#: 1e-37 to sums >= 1).
 EXP_FLOOR = -87.0
 
 # kernel_row_sums: kernel terms are added in float32, at most _ROW_CHUNK of a row or those of
