@@ -50,7 +50,7 @@ def base_package(commit: str, folder: Path):
         tar.extractall(folder, filter="data")
     (folder / "ibutils").rename(folder / "ibutils_base")
     for path in (folder / "ibutils_base").glob("*.py"):
-        path.write_text(re.sub(r"\bibutils\b(?=[ .])", "ibutils_base", path.read_text(encoding="utf-8")), encoding="utf-8")
+        path.write_text(re.sub(r"\bibutils\b(?=[\s.])", "ibutils_base", path.read_text(encoding="utf-8")), encoding="utf-8")
     sys.path.insert(0, str(folder))
     return tuple(importlib.import_module(f"ibutils_base.{name}") for name in ("experiments", "infoplane", "train"))
 
