@@ -615,16 +615,18 @@ def _kraskov_nats(mean_log_r, n: int, d: int, k: int):
     return d * mean_log_r + log_unit_ball + special.digamma(n) - special.digamma(k)
 
 
-def _kth_neighbour_distances(x: torch.Tensor, labels: torch.Tensor | None, k: int) -> tuple[np.ndarray, ...]:
-    """For one layer `x` [n, d]: the rows' labels sorted (or None), and each row's Euclidean
-    distance to its k-th nearest other row, among all rows and among its class's rows (float64,
-    rows in that sorted order), by `pairwise.nearest_distances`."""
+def _class_ends(sorted_classes: torch.Tensor) -> np.ndarray:
+    """For class indices sorted ascending [n]: one past the last row of each row's class, [n] int64."""
+    return torch.searchsorted(sorted_classes, sorted_classes, right=True).cpu().numpy()
+
+
+def _kth_neighbour_distances(x: torch.Tensor, order: np.ndarray | None, class_end: np.ndarray,
+                             k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`pairwise.nearest_distances` of the rows of one layer `x` [n, d] taken in `order` (sorted by
+    class; None: as they are): each row's Euclidean distance (float64) to its k-th nearest other
+    row, among all rows and among its class's rows, in that order."""
     rows = x.detach().to("cpu", x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float64).numpy()
-    if labels is None:
-        return None, *pairwise.nearest_distances(rows, np.full(len(rows), len(rows)), k)
-    sorted_labels, order = labels.cpu().sort(stable=True)
-    class_end = torch.searchsorted(sorted_labels, sorted_labels, right=True).numpy()
-    return sorted_labels.numpy(), *pairwise.nearest_distances(np.ascontiguousarray(rows[order.numpy()]), class_end, k)
+    return pairwise.nearest_distances(np.ascontiguousarray(rows if order is None else rows[order]), class_end, k)
 
 
 def _check_k(k, n: int) -> None:
@@ -652,7 +654,9 @@ def kraskov_entropy(t, k=2, eps=1e-16) -> float | np.ndarray:
     _check_k(k, n)
     eps = _positive(eps, "eps")
     layers = t.detach().reshape(-1, n, d)
-    mean_log_r = np.array([np.log(_kth_neighbour_distances(x, None, int(k))[1] + eps).mean() for x in layers])
+    one_class = np.full(n, n)
+    mean_log_r = np.array([np.log(_kth_neighbour_distances(x, None, one_class, int(k))[0] + eps).mean()
+                           for x in layers])
     nats = _kraskov_nats(mean_log_r, n, d, int(k))
     return _out(torch.from_numpy(nats / math.log(2)).reshape(t.shape[:-2]))
 
@@ -676,9 +680,11 @@ def kraskov(t, y, k=2, eps=1e-16) -> MI:
     if class_sizes.min() <= k:
         raise ValueError(f"y: every class needs more than k = {k} samples, the smallest has {class_sizes.min().item()}")
     sizes = class_sizes.numpy()
+    sorted_labels, order = labels.sort(stable=True)
+    class_end, order, sorted_labels = _class_ends(sorted_labels), order.numpy(), sorted_labels.numpy()
     h_t, h_given_y = [], []
     for x in t.detach().reshape(-1, n, d):
-        sorted_labels, r_all, r_class = _kth_neighbour_distances(x, labels, int(k))
+        r_all, r_class = _kth_neighbour_distances(x, order, class_end, int(k))
         h_t.append(_kraskov_nats(np.log(r_all + eps).mean(), n, d, int(k)))
         class_log_r = np.bincount(sorted_labels, np.log(r_class + eps), len(sizes)) / sizes
         h_given_y.append(sizes / n @ _kraskov_nats(class_log_r, sizes, d, int(k)))
@@ -823,7 +829,7 @@ def _compiled_kernel_sums(rows: torch.Tensor, weights: torch.Tensor | None, clas
                           scales: list[float]) -> torch.Tensor:
     """`pairwise.kernel_row_sums` of CPU `rows` [M, d] sorted by class `classes` [M] with
     counts `weights` [M] (None: 1): [len(scales), kernel, restriction, M] float64."""
-    class_end = torch.searchsorted(classes, classes, right=True).numpy()
+    class_end = _class_ends(classes)
     w = np.ones(len(rows), np.float32) if weights is None else weights.numpy().astype(np.float32)
     bd_scales = np.array(scales, np.float32) / 4  # the Bhattacharyya kernel's exponent per unit of D
     return torch.from_numpy(pairwise.kernel_row_sums(rows.to(torch.float32).numpy(), w, class_end, bd_scales))

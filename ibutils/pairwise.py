@@ -175,11 +175,12 @@ def _kernel_row_sums(rows, weights, class_end, projection, scales):
     # column sums of the current block of rows: [scale, kernel, 0 same class / 1 other class, M]
     column = np.zeros((n_scales, 2, 2, m), np.float32)
     sums = np.zeros((n_scales, 2, 2, m))
+    reaches = np.sqrt(EXP_FLOOR / scales.astype(np.float64))  # farther apart along the axis: below e**EXP_FLOOR
     for i in range(m):
         first = i + 1  # the pairs (i, j > i); those within i's class come first
         _distances(columns, i, columns, first, m, distances)
         for v in range(n_scales):
-            reach = math.sqrt(EXP_FLOOR / scales[v])  # farther apart along the axis: below e**EXP_FLOOR
+            reach = reaches[v]
             kl_same = kl_other = bd_same = bd_other = 0.0
             start = first
             while start < m:  # i's class from row i + 1 on, then each later class
