@@ -94,29 +94,59 @@ def kde(t: np.ndarray, y: np.ndarray, noise_var: float) -> list[tuple[float, flo
     return bounds
 
 
-def _softplus_activate_(name: str, z: torch.Tensor) -> torch.Tensor:
+def _expm1_softplus_activate_(name: str, z: torch.Tensor, slope: torch.Tensor | None = None) -> torch.Tensor:
     if name == "softplus":
         return z.copy_(torch.nn.functional.softplus(z))
-    return _TRAINER_ACTIVATE(name, z)
+    return _TRAINER_ACTIVATE(name, z, slope)
 
 
-def _softplus_backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def _expm1_softplus_backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     if name == "softplus":
         return dz.mul_(torch.expm1(-h).neg_())
+    return _TRAINER_BACKPROP(name, dz, h)
+
+
+def _torch_softplus_activate_(name: str, z: torch.Tensor, slope: torch.Tensor | None = None) -> torch.Tensor:
+    if name == "softplus":
+        if slope is not None:
+            slope.copy_(z)  # the net input, kept in the slope's buffer
+        return torch.ops.aten.softplus.out(z, 1, 20, out=z)
+    return _TRAINER_ACTIVATE(name, z, slope)
+
+
+def _torch_softplus_backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    if name == "softplus":
+        return torch.ops.aten.softplus_backward.grad_input(dz, h, 1, 20, grad_input=dz)
     return _TRAINER_BACKPROP(name, dz, h)
 
 
 _TRAINER_ACTIVATE, _TRAINER_BACKPROP = train._activate_, train._backprop_
 
 
-class expm1_softplus:
-    """A context in which the trainer's softplus is the one before issue 23: forward into a new
-    tensor copied back, backward f'(z) = 1 - exp(-h) = -expm1(-h) from the output h (no net
-    input kept). An `Ensemble` made and stepped only inside it trains that way."""
+class _Softplus:
+    """A context in which the trainer's softplus is an earlier one: `_activate_` and `_backprop_`
+    replaced, and the activations whose slope the forward pass keeps. An `Ensemble` made and
+    stepped only inside it trains that way."""
+
+    replaced: tuple
 
     def __enter__(self):
-        self.saved = train._activate_, train._backprop_, train.FROM_NET_INPUT
-        train._activate_, train._backprop_, train.FROM_NET_INPUT = _softplus_activate_, _softplus_backprop_, frozenset()
+        self.saved = train._activate_, train._backprop_, train.KEEPS_SLOPE
+        train._activate_, train._backprop_, train.KEEPS_SLOPE = self.replaced
 
     def __exit__(self, *exc):
-        train._activate_, train._backprop_, train.FROM_NET_INPUT = self.saved
+        train._activate_, train._backprop_, train.KEEPS_SLOPE = self.saved
+
+
+class expm1_softplus(_Softplus):
+    """The trainer's softplus at 1a1d8c7 (before issue 23): forward into a new tensor copied back,
+    backward f'(z) = 1 - exp(-h) = -expm1(-h) from the output h (nothing kept)."""
+
+    replaced = (_expm1_softplus_activate_, _expm1_softplus_backprop_, frozenset())
+
+
+class torch_softplus(_Softplus):
+    """The trainer's softplus at 589c5ff (issue 23, before `ibutils.vecmath`): torch's kernel in
+    place, the net input kept, backward by autograd's kernel from it (`softplus_backward`)."""
+
+    replaced = (_torch_softplus_activate_, _torch_softplus_backprop_, frozenset({"softplus"}))

@@ -8,9 +8,10 @@ The base commit's `ibutils` (default 1a1d8c7, before the estimators were one fam
 extracted with `git archive` into a temporary folder as the package `ibutils_base` (its
 `ibutils` imports rewritten), so both run in this one process on one torch thread. One network
 per activation of chapter 6 (tanh, softsign, ReLU, softplus; its sizes, optimiser and learning
-rate) is trained once with today's trainer; then each side measures the same snapshots with the
-chapter's estimators (`experiments.EstimatorSettings`: KDE at both noise variances, Kraskov,
-net-input bins, machine precision, equal-mass bins, the bin sweep), in turn, `--repeats` times
+rate) is trained once with today's trainer; then each side measures the same snapshots (the
+activity from today's activation functions) with the chapter's estimators
+(`experiments.EstimatorSettings`: KDE at both noise variances, Kraskov, net-input bins, machine
+precision, equal-mass bins, the bin sweep), in turn, `--repeats` times
 (the best time counts), and the script prints each side's time per layer-snapshot, the ratio,
 and the largest difference of every plane. Exits non-zero if a binning plane differs at all or a
 KDE or Kraskov plane by more than 1e-6 bits; nothing here asserts a time.
@@ -52,7 +53,12 @@ def base_package(commit: str, folder: Path):
     for path in (folder / "ibutils_base").glob("*.py"):
         path.write_text(re.sub(r"\bibutils\b(?=[\s.])", "ibutils_base", path.read_text(encoding="utf-8")), encoding="utf-8")
     sys.path.insert(0, str(folder))
-    return tuple(importlib.import_module(f"ibutils_base.{name}") for name in ("experiments", "infoplane", "train"))
+    base_experiments, base_infoplane, base_train = (importlib.import_module(f"ibutils_base.{name}")
+                                                    for name in ("experiments", "infoplane", "train"))
+    # Both sides compute the activity with today's activation functions (softplus's last digits
+    # changed with ibutils.vecmath): what is compared is the estimating.
+    base_train._activate_ = train._activate_
+    return base_experiments, base_infoplane, base_train
 
 
 def in_base_layout(run: train.Run, base_train):

@@ -5,7 +5,7 @@
     python benchmarks/run.py --profile             # where a short pipeline spends its time (cProfile)
     python benchmarks/run.py --chapter --workers 2 # chapter 1 at paper scale, run for real: wall, peak RSS
     python benchmarks/run.py --late                # a step late in training vs early, subnormals kept / flushed
-    python benchmarks/run.py --activations         # a softplus step against a tanh step, softplus before / after issue 23
+    python benchmarks/run.py --activations         # a softplus step against a tanh step, and softplus's earlier steps
 
 The table has one row per component: our time, the baseline's (`baselines.py`: an
 `nn.Sequential` + `torch.optim.Adam` per seed, a per-seed forward pass, `np.unique(axis=0)`
@@ -307,23 +307,23 @@ def late_mode(size, repeats: int, cache: bool) -> int:
 
 def _activation_op_times(stepper, context, x_batch, repeats: int) -> tuple[float, float, float]:
     """Seconds per step of the hidden layers' activation (forward, in place on a copy of the net
-    input, plus the copy of z that the backward pass takes f' from where it needs one), their
-    derivative factors (backward, on a copy of a gradient), and of the copies alone, on one
-    minibatch of the chapter's network: the best of `repeats` rounds of 20."""
+    input, with the slope f'(z) where the backward pass keeps it), their derivative factors
+    (backward, on a copy of a gradient), and of the copies alone, on one minibatch of the
+    chapter's network: the best of `repeats` rounds of 20."""
     activation = stepper.net.activation
     with context():
         net_inputs = []
         stepper.net._forward(x_batch, net_inputs=net_inputs)
         zs = net_inputs[:-1]
-        hs = [train._activate_(activation, z.clone()) for z in zs]
-        sources = zs if activation in train.FROM_NET_INPUT else hs
-        work, kept, dzs = [torch.empty_like(z) for z in zs], [torch.empty_like(z) for z in zs], [torch.randn_like(z) for z in zs]
+        keeps_slope = activation in train.KEEPS_SLOPE
+        slopes = [torch.empty_like(z) if keeps_slope else None for z in zs]
+        hs = [train._activate_(activation, z.clone(), slope) for z, slope in zip(zs, slopes)]
+        sources = slopes if keeps_slope else hs
+        work, dzs = [torch.empty_like(z) for z in zs], [torch.randn_like(z) for z in zs]
 
         def forward():
-            for z, w, k in zip(zs, work, kept):
-                if activation in train.FROM_NET_INPUT:
-                    k.copy_(z)
-                train._activate_(activation, w.copy_(z))
+            for z, w, slope in zip(zs, work, slopes):
+                train._activate_(activation, w.copy_(z), slope)
 
         def backward():
             for source, w, dz in zip(sources, work, dzs):
@@ -340,28 +340,30 @@ def _activation_op_times(stepper, context, x_batch, repeats: int) -> tuple[float
 def activations_mode(size, repeats: int) -> int:
     """Per-step cost of softplus against tanh (issue 23) on chapter 1's network (the one chapter
     6 trains with four activations), 50 seeds, batch 256, Adam, subnormals flushed as `train.train`
-    does: tanh, softplus and softplus as it was before issue 23 (`baselines.expm1_softplus`), the
-    three timed in turn in every round (one epoch of the same minibatches each, from the initial
-    weights); then where a step's activation time goes; and a check that the two softplus steps
-    give the same gradient to rounding."""
+    does: tanh, softplus, and softplus as it was before `ibutils.vecmath` (torch's kernels,
+    `baselines.torch_softplus`) and before issue 23 (`baselines.expm1_softplus`), timed in turn in
+    every round (one epoch of the same minibatches each, from the initial weights); then where a
+    step's activation time goes; and a check that the softplus steps give the same gradient to
+    rounding."""
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     x, y = data.tishby()
     seeds = range(size["seeds"])
     variants = {"tanh": contextlib.nullcontext, "softplus": contextlib.nullcontext,
-                "softplus before": baselines.expm1_softplus}
+                "softplus, torch": baselines.torch_softplus, "softplus before": baselines.expm1_softplus}
     steppers = {}
     for name, context in variants.items():
         with context():
-            steppers[name] = Stepper(x, y, name.split()[0], seeds)
+            steppers[name] = Stepper(x, y, name.split()[0].rstrip(","), seeds)
     batches = steppers["tanh"].batches(shuffle=False)
     states = {name: stepper.state() for name, stepper in steppers.items()}
     grads = {}
-    for name in ("softplus", "softplus before"):
+    for name in ("softplus", "softplus, torch", "softplus before"):
         with variants[name]():
             steppers[name].net.backward(*batches[0])
             grads[name] = steppers[name].net.grad.clone()
-    difference = float((grads["softplus"] - grads["softplus before"]).abs().max() / grads["softplus before"].abs().max())
+    differences = {name: float((grads["softplus"] - grads[name]).abs().max() / grads[name].abs().max())
+                   for name in ("softplus, torch", "softplus before")}
     print(f"{size['seeds']} seeds, {len(batches)} minibatches of {steppers['tanh'].config.batch_size} per timing "
           f"(one epoch from the initial weights); best (median) of {repeats} rounds; ratios: median over rounds\n")
     names = list(variants)
@@ -380,9 +382,11 @@ def activations_mode(size, repeats: int) -> int:
         forward, backward, copies = _activation_op_times(steppers[name], variants[name], batches[0][0], repeats)
         print(f"{name:<17}{1e3 * times[name].min():>7.2f} ({1e3 * np.median(times[name]):.2f}){np.median(times[name] / times['tanh']):>9.2f}"
               f"{1e3 * forward:>17.2f} ms{1e3 * backward:>14.2f} ms{1e3 * copies:>7.2f} ms")
-    print(f"\nsoftplus / softplus before per step: {np.median(times['softplus'] / times['softplus before']):.2f}; "
-          f"their gradients on the first minibatch differ by {difference:.1e} of the largest")
-    return 0 if difference < 1e-5 else 1
+    print()
+    for name, difference in differences.items():
+        print(f"softplus / {name} per step: {np.median(times['softplus'] / times[name]):.2f}; "
+              f"their gradients on the first minibatch differ by {difference:.1e} of the largest")
+    return 0 if max(differences.values()) < 1e-5 else 1
 
 
 def table_mode(size, repeats) -> int:
@@ -454,7 +458,7 @@ def main() -> int:
     parser.add_argument("--late", action="store_true",
                         help="per-step cost late in training vs early, subnormals kept and flushed")
     parser.add_argument("--activations", action="store_true",
-                        help="per-step cost of softplus against tanh, softplus before and after issue 23")
+                        help="per-step cost of softplus against tanh, and of softplus's earlier steps")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for --chapter (default: one per CPU core this process may use)")
     args = parser.parse_args()

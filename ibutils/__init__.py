@@ -3,7 +3,10 @@
 Modules, one concept each:
 
 - `ibutils.data`: data sets and train/test splits.
-- `ibutils.mi`: information estimators (binning, KDE), pure functions of arrays, in bits.
+- `ibutils.vecmath`: float32 exp, log1p and softplus written for compiled, vectorised loops (numba).
+- `ibutils.pairwise`: compiled loops over pairs of rows: the KDE's kernel sums, Kraskov's neighbours.
+- `ibutils.mi`: information estimators (binning, KDE, Kraskov), pure functions of arrays, in bits.
+- `ibutils.estimators`: one family of estimator objects for the book's planes and the probe.
 - `ibutils.gaussian`: the exact information of a Gaussian channel (re-exported by `mi` and `linear`).
 - `ibutils.train`: a vectorised ensemble trainer for small MLPs with snapshots.
 - `ibutils.infoplane`: information-plane trajectories of a trained ensemble.

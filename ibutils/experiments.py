@@ -18,8 +18,14 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ibutils import cluster, data, estimators, gaussian, gradients, infoplane, linear, mi, results, train
+from ibutils import (cluster, data, estimators, gaussian, gradients, infoplane, linear, mi, pairwise, results, train,
+                     vecmath)
 from ibutils.progress import phase
+
+# The modules whose code a cached value depends on (`results.cached`), by what they do: editing
+# one recomputes the values that depend on it.
+_TRAINING = (data, train, vecmath)
+_ESTIMATING = (infoplane, estimators, mi, gaussian, pairwise, vecmath)
 
 
 def _checkpoint_args(entry, part, every: float | None) -> dict:
@@ -207,7 +213,7 @@ def _tishby_nets(runner: cluster.Runner, configs: Mapping[str, train.TrainConfig
     if gradient_stats is not None and gradient_stats not in gradients.MODES:
         raise ValueError(f"gradient_stats must be None or one of {gradients.MODES}, got {gradient_stats!r}")
     settings = {name: (config, binning or infoplane.paper_binning(config.activation)) for name, config in configs.items()}
-    modules = (data, train, infoplane, mi) + ((gradients,) if gradient_stats is not None else ())
+    modules = _TRAINING + _ESTIMATING + ((gradients,) if gradient_stats is not None else ())
 
     def key(name: str) -> dict:
         config, bins = settings[name]
@@ -378,7 +384,7 @@ def _estimates(runner: cluster.Runner, configs: Mapping[str, train.TrainConfig],
                progress: bool) -> dict[str, dict]:
     """`estimator_study`'s cached estimates of each configuration (`{"planes", "seconds"}`), the
     missing ones computed by `runner`."""
-    modules = (data, train, infoplane, estimators, mi, sys.modules[__name__])
+    modules = (*_TRAINING, *_ESTIMATING, sys.modules[__name__])
     paths = {name: results.cache_path("estimator_study", {
         "config": asdict(config), "seeds": seeds, "train_fraction": train_fraction, "settings": asdict(settings)},
         modules) for name, config in configs.items()}
@@ -575,7 +581,7 @@ def mnist_nets(configs: Mapping[str, train.TrainConfig], seed: int = 0, *, n_tra
     if not 1 < int(samples) <= test_images:
         raise ValueError(f"samples must lie in [2, {test_images}], got {samples}")
     noise_vars = (float(noise_var), *(float(v) for v in sensitivity if float(v) != float(noise_var)))
-    modules = (data, train, estimators, mi, gradients, sys.modules[__name__])
+    modules = (*_TRAINING, *_ESTIMATING, gradients, sys.modules[__name__])
 
     def key(config: train.TrainConfig) -> dict:
         return {"config": asdict(config), "seed": seed, "n_train": n_train, "samples": int(samples),

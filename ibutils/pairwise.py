@@ -24,9 +24,8 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
+
+from ibutils import vecmath
 
 __all__ = ["MAX_UNITS", "EXP_FLOOR", "kernel_row_sums", "nearest_distances"]
 
@@ -56,46 +55,9 @@ _SAMPLE = 256
 # smallest normal number aside: the scan's filter allows 4 times that, and _FILTER_FLOOR.
 _FILTER_FLOOR = 1e-36
 
-# The loops' floating-point freedom: no NaN or infinity (inputs are checked) and fused
-# multiply-adds; sums may be reordered (so that they vectorise), the exponential's steps may not.
-_EXACT_STEPS = {"nnan", "ninf", "nsz", "contract"}
-_REORDERED_SUMS = _EXACT_STEPS | {"reassoc"}
-
-# exp(x) = 2**n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], ln 2 in two parts
-# (Cody & Waite) so that n * _LN2_HIGH is exact, and exp(r) by its Taylor polynomial of degree 7
-# (truncation below 6e-9 relative on that interval).
-_LOG2_E = np.float32(1 / math.log(2))
-_LN2_HIGH = np.float32(0.693359375)  # 355/512: 9 significant bits
-_LN2_LOW = np.float32(math.log(2) - 0.693359375)
-_TAYLOR = tuple(np.float32(1 / math.factorial(k)) for k in range(8))
-# Adding 1.5 * 2**23 rounds a float32 below 2**22 in magnitude to an integer, held in the low
-# mantissa bits; the extra 127 is float32's exponent bias.
-_ROUNDING_SHIFT = np.float32(1.5 * 2**23 + 127)
-
-
-@intrinsic
-def _power_of_two(typingctx, shifted):
-    """2**n (float32) from `shifted` = n + _ROUNDING_SHIFT (float32, n an integer in [-126, 127]):
-    its low mantissa bits hold n + 127, which shifted into the exponent field make 2**n."""
-    if shifted != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        bits = builder.bitcast(args[0], ir.IntType(32))
-        return builder.bitcast(builder.shl(bits, ir.Constant(ir.IntType(32), 23)), ir.FloatType())
-
-    return types.float32(types.float32), codegen
-
-
-@numba.njit(fastmath=_EXACT_STEPS, cache=True)
-def _exp(x):
-    """exp(x) for a float32 x in [EXP_FLOOR, 0], within 2 ulp (the loops inline it and vectorise)."""
-    shifted = x * _LOG2_E + _ROUNDING_SHIFT
-    n = shifted - _ROUNDING_SHIFT
-    r = (x - n * _LN2_HIGH) - n * _LN2_LOW
-    c0, c1, c2, c3, c4, c5, c6, c7 = _TAYLOR
-    p = ((((((c7 * r + c6) * r + c5) * r + c4) * r + c3) * r + c2) * r + c1) * r + c0
-    return p * _power_of_two(shifted)
+# The loops' floating-point freedom: that of `vecmath`'s functions (no NaN or infinity, fused
+# multiply-adds), and sums may be reordered (so that they vectorise).
+_REORDERED_SUMS = vecmath.EXACT_STEPS | {"reassoc"}
 
 
 @numba.njit(fastmath=_REORDERED_SUMS, cache=True)
@@ -128,7 +90,7 @@ def _kernel_chunk(distances, scale, weights, weight_i, kl_floor, column_kl, colu
     sum_bd = np.float32(0.0)
     for j in range(len(distances)):
         x = distances[j] * scale
-        bd = _exp(x if x > floor else floor)
+        bd = vecmath.exp(x if x > floor else floor)
         kl = bd if bd > kl_floor else kl_floor
         kl = kl * kl
         kl = kl * kl
@@ -307,7 +269,7 @@ def _any_within(distances, limit_i, limits, margin):
     return hits > 0
 
 
-@numba.njit(fastmath=_EXACT_STEPS, cache=True)
+@numba.njit(fastmath=vecmath.EXACT_STEPS, cache=True)
 def _exact_distance(columns, i, j):
     """The squared distance (float64) between columns i and j of `columns` [d, n] (float64)."""
     squared = 0.0

@@ -173,7 +173,7 @@ def findings_table(claims: list[Claim]):
 
 def _source_hash(modules: Sequence[ModuleType]) -> str:
     digest = hashlib.sha256()
-    for module in modules:
+    for module in dict.fromkeys(modules):  # each once, in order
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 

@@ -23,6 +23,7 @@ RUNS = {
     "profile": ["run.py", "--smoke", "--profile"],
     "chapter-two-workers": ["run.py", "--smoke", "--chapter", "--workers", "2"],
     "late-steps": ["run.py", "--smoke", "--late"],
+    "activations": ["run.py", "--smoke", "--activations"],
 }
 
 

@@ -7,6 +7,7 @@ still a dependency), read from the source without importing anything.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import ibutils
@@ -79,7 +80,8 @@ def test_imports_are_read_from_source():
     graph = import_graph()
     assert {"mi", "train"} <= graph["infoplane"]
     assert graph["mi"] == {"gaussian", "pairwise"}
-    assert graph["pairwise"] == set()
+    assert graph["pairwise"] == {"vecmath"} and graph["vecmath"] == set()
+    assert "vecmath" in graph["train"]
     assert "gaussian" in graph["linear"]
 
 
@@ -94,3 +96,17 @@ def test_estimators_and_the_probe_sit_low():
     assert graph["estimators"] == {"mi"}, graph["estimators"]
     assert graph["probe"] <= {"estimators", "mi", "plots", "progress"}, graph["probe"]
     assert "estimators" in graph["infoplane"] and "estimators" in graph["experiments"]
+
+
+def test_the_api_page_lists_modules_from_the_bottom_of_the_import_graph_up():
+    """book/api.md says so: each module on it imports only modules listed before it (or none of
+    the page's)."""
+    text = (PACKAGE.parents[0] / "book" / "api.md").read_text(encoding="utf-8")
+    listed = re.search(r"\.\. autosummary::\n\n((?:   \S+\n)+)", text).group(1).split()
+    modules = [name.removeprefix("ibutils.") for name in listed]
+    graph = import_graph()
+    for position, module in enumerate(modules):
+        later = graph[module] & set(modules[position + 1:])
+        assert not later, f"book/api.md lists {module} before {sorted(later)}, which it imports"
+    sections = re.findall(r"^\.\. automodule:: ibutils\.(\w+)", text, flags=re.M)
+    assert sections == modules, "the sections are not in the list's order"

@@ -1,31 +1,15 @@
-"""The compiled pair loops of `ibutils.pairwise` against brute-force NumPy in float64: the
-polynomial exponential, the KDE's kernel sums (pairs left out along the principal axis, weights,
-classes) and Kraskov's k-th neighbours on both paths (swept and scanned), exactly."""
+"""The compiled pair loops of `ibutils.pairwise` against brute-force NumPy in float64: the KDE's
+kernel sums (pairs left out along the principal axis, weights, classes) and Kraskov's k-th
+neighbours on both paths (swept and scanned), exactly."""
 
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import pytest
 
 from ibutils import pairwise
-
-
-@numba.njit
-def _exp_all(x, out):
-    for j in range(len(x)):
-        out[j] = pairwise._exp(x[j])
-
-
-def test_exp_is_within_2_ulp_from_the_floor_to_0():
-    x = np.concatenate([np.linspace(pairwise.EXP_FLOOR, 0.0, 1_000_001), [-1e-30, -0.0]]).astype(np.float32)
-    out = np.empty_like(x)
-    _exp_all(x, out)
-    relative = out / np.exp(x.astype(np.float64)) - 1
-    assert np.abs(relative).max() < 2 * 2.0**-23
-    assert abs(relative.mean()) < 1e-8  # no bias for the sums of many kernels
 
 
 def sorted_by_class(rng, sizes, d, scale=1.0):

@@ -41,22 +41,34 @@ def test_backward_matches_autograd(activation):
     torch.testing.assert_close(net.grad, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("activation", train.ACTIVATIONS)
-def test_activation_and_its_derivative_match_autograd(activation):
+def test_activation_and_its_derivative_match_autograd(activation, dtype):
     """Elementwise, over net inputs from -120 to 120 (softplus's threshold at 20, float32 exp's
     underflow near -87 and -103): the activity and the backward factor to rounding (tanh takes
-    NumPy's kernel), softplus's bit for bit (autograd's kernels)."""
-    z = torch.cat([torch.linspace(-120, 120, 200_001), torch.tensor([0.0, 20.0, -20.0])])
-    upstream = torch.rand(len(z), generator=torch.Generator().manual_seed(0)) + 0.5
+    NumPy's kernel, float32 softplus `ibutils.vecmath`'s, float64 softplus torch's)."""
+    z = torch.cat([torch.linspace(-120, 120, 200_001), torch.tensor([0.0, 20.0, -20.0])]).to(dtype)
+    upstream = torch.rand(len(z), generator=torch.Generator().manual_seed(0), dtype=dtype) + 0.5
     reference = z.clone().requires_grad_(True)
     expected_h = TORCH_ACTIVATIONS[activation](reference)
     expected_h.backward(upstream)
-    h = train._activate_(activation, z.clone())
-    dz = train._backprop_(activation, upstream.clone(), z if activation in train.FROM_NET_INPUT else h)
-    if activation == "softplus":
-        assert torch.equal(h, expected_h.detach()) and torch.equal(dz, reference.grad)
+    slope = torch.full_like(z, torch.nan)
+    h = train._activate_(activation, z.clone(), slope)
+    dz = train._backprop_(activation, upstream.clone(), slope if activation in train.KEEPS_SLOPE else h)
+    assert slope.isnan().all() != (activation in train.KEEPS_SLOPE)  # written where it is kept, only there
     torch.testing.assert_close(h, expected_h.detach(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(dz, reference.grad, rtol=1e-6, atol=1e-6)
+
+
+def test_softplus_on_a_strided_tensor_takes_torch_kernels_to_the_same_values():
+    z = torch.linspace(-30, 30, 6_000).reshape(2, -1)
+    contiguous, strided = z.T.contiguous(), z.clone().T
+    slopes = torch.empty_like(contiguous), torch.empty_like(z).T
+    assert not strided.is_contiguous() and not slopes[1].is_contiguous()
+    for tensor, slope in zip((contiguous, strided), slopes):
+        train._activate_("softplus", tensor, slope)
+    torch.testing.assert_close(strided, contiguous, rtol=2e-7, atol=0)
+    torch.testing.assert_close(slopes[1], slopes[0], rtol=4e-7, atol=0)
 
 
 def test_forward_gives_every_layer_and_probabilities():
