@@ -120,13 +120,25 @@ def _torch_softplus_backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> t
     return _TRAINER_BACKPROP(name, dz, h)
 
 
+def _torch_softsign_activate_(name: str, z: torch.Tensor, slope: torch.Tensor | None = None) -> torch.Tensor:
+    if name == "softsign":
+        return z.div_(z.abs().add_(1))
+    return _TRAINER_ACTIVATE(name, z, slope)
+
+
+def _torch_softsign_backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    if name == "softsign":
+        return dz.mul_((1 - h.abs()).square_())
+    return _TRAINER_BACKPROP(name, dz, h)
+
+
 _TRAINER_ACTIVATE, _TRAINER_BACKPROP = train._activate_, train._backprop_
 
 
-class _Softplus:
-    """A context in which the trainer's softplus is an earlier one: `_activate_` and `_backprop_`
-    replaced, and the activations whose slope the forward pass keeps. An `Ensemble` made and
-    stepped only inside it trains that way."""
+class _EarlierActivation:
+    """A context in which one of the trainer's activations is an earlier one: `_activate_` and
+    `_backprop_` replaced, and the activations whose slope the forward pass keeps. An `Ensemble`
+    made and stepped only inside it trains that way."""
 
     replaced: tuple
 
@@ -138,15 +150,22 @@ class _Softplus:
         train._activate_, train._backprop_, train.KEEPS_SLOPE = self.saved
 
 
-class expm1_softplus(_Softplus):
+class expm1_softplus(_EarlierActivation):
     """The trainer's softplus at 1a1d8c7 (before issue 23): forward into a new tensor copied back,
     backward f'(z) = 1 - exp(-h) = -expm1(-h) from the output h (nothing kept)."""
 
     replaced = (_expm1_softplus_activate_, _expm1_softplus_backprop_, frozenset())
 
 
-class torch_softplus(_Softplus):
+class torch_softplus(_EarlierActivation):
     """The trainer's softplus at 589c5ff (issue 23, before `ibutils.vecmath`): torch's kernel in
     place, the net input kept, backward by autograd's kernel from it (`softplus_backward`)."""
 
     replaced = (_torch_softplus_activate_, _torch_softplus_backprop_, frozenset({"softplus"}))
+
+
+class torch_softsign(_EarlierActivation):
+    """The trainer's softsign at d20febd (before `ibutils.vecmath.softsign_`): torch's operations,
+    the same arithmetic in three passes each way, with temporary tensors."""
+
+    replaced = (_torch_softsign_activate_, _torch_softsign_backprop_, frozenset({"softplus"}))

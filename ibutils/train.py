@@ -52,6 +52,9 @@ def _activate_(name: str, z: torch.Tensor, slope: torch.Tensor | None = None) ->
     if name == "relu":
         return z.clamp_min_(0)
     if name == "softsign":
+        if _numpy_view(z, torch.float32) is not None:  # one pass, no temporary tensor
+            vecmath.softsign_(z.numpy())
+            return z
         return z.div_(z.abs().add_(1))
     if name == "softplus":
         if _numpy_view(z, torch.float32) is not None and (slope is None or _numpy_view(slope, torch.float32) is not None):
@@ -83,6 +86,9 @@ def _backprop_(name: str, dz: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     if name == "sigmoid":
         return torch.ops.aten.sigmoid_backward.grad_input(dz, h, grad_input=dz)
     if name == "softsign":
+        if _numpy_view(dz, torch.float32) is not None and _numpy_view(h, torch.float32) is not None:
+            vecmath.softsign_backward_(dz.numpy(), h.numpy())
+            return dz
         return dz.mul_((1 - h.abs()).square_())
     if name in KEEPS_SLOPE:
         return dz.mul_(h)

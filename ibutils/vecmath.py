@@ -10,7 +10,9 @@ float32 lanes with AVX2 and can compute several results per element in one pass:
 - `log1p`: log(1 + u) for u in [0, 1], within 1 ulp.
 - `softplus_`: softplus in place, and its slope (the logistic sigmoid) in the same pass: the
   trainer's softplus (`ibutils.train`), within 1.7 ulp (value) and 2.8 ulp (slope) of the exact
-  functions, 2-3x faster than torch's softplus alone (benchmarks/RESULTS.md, issue 23).
+  functions, twice as fast as torch's softplus and its backward kernel (benchmarks/RESULTS.md).
+- `softsign_`, `softsign_backward_`: the trainer's softsign and its backward factor, bit for bit
+  torch's arithmetic, in one pass each instead of torch's three with temporary tensors.
 
 `exp` and `log1p` are numba functions for other compiled loops (from Python they take one float32).
 """
@@ -25,7 +27,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["softplus_"]
+__all__ = ["softplus_", "softsign_", "softsign_backward_"]
 
 # The steps of these functions must run as written (an error term is added after the terms it
 # corrects), so no reassociation: only no NaN or infinity and fused multiply-adds.
@@ -147,3 +149,36 @@ def _check_float32(array, name: str) -> None:
         got = (f"a {'C-contiguous' if array.flags.c_contiguous else 'strided'} {array.dtype} array"
                if isinstance(array, np.ndarray) else type(array).__name__)
         raise TypeError(f"{name} must be a C-contiguous float32 NumPy array, got {got}")
+
+
+@numba.njit(error_model="numpy", cache=True)
+def _softsign_values(z):
+    for i in range(len(z)):
+        z[i] = z[i] / (_F(1) + abs(z[i]))
+
+
+@numba.njit(error_model="numpy", cache=True)
+def _softsign_backward(dz, h):
+    for i in range(len(dz)):
+        complement = _F(1) - abs(h[i])
+        dz[i] *= complement * complement
+
+
+def softsign_(z: np.ndarray) -> np.ndarray:
+    """softsign(z) = z / (1 + |z|) in place, rounded as torch rounds it (float32, C-contiguous, any
+    shape). Returns `z`."""
+    _check_float32(z, "z")
+    _softsign_values(z.reshape(-1))
+    return z
+
+
+def softsign_backward_(dz: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """dz * (1 - |h|)**2 into `dz`, the gradient through softsign from its output h = softsign(z)
+    (1 - |h| = 1 / (1 + |z|)), rounded as torch's `dz * (1 - h.abs()).square()` (float32,
+    C-contiguous, one shape). Returns `dz`."""
+    _check_float32(dz, "dz")
+    _check_float32(h, "h")
+    if h.shape != dz.shape:
+        raise ValueError(f"h must have dz's shape {dz.shape}, got {h.shape}")
+    _softsign_backward(dz.reshape(-1), h.reshape(-1))
+    return dz

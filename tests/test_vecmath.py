@@ -1,6 +1,6 @@
 """`ibutils.vecmath`'s float32 functions against float64 NumPy: the exponential, log1p, and the
 trainer's softplus with its slope, in ulp of the exact values, with and without flushed
-subnormals."""
+subnormals; its softsign against torch's arithmetic, bit for bit."""
 
 from __future__ import annotations
 
@@ -108,3 +108,22 @@ def test_softplus_at_the_ends_of_the_range():
 def test_softplus_rejects_what_it_cannot_write_in_place(z, slope, message):
     with pytest.raises((TypeError, ValueError), match=message):
         vecmath.softplus_(z, slope)
+
+
+def test_softsign_and_its_backward_are_torchs_arithmetic_bit_for_bit(flushing):
+    rng = np.random.default_rng(1)
+    z = np.concatenate([np.linspace(-100, 100, 200_001), rng.normal(0, 3, 100_000), [0.0, -0.0, 1e-40, 3e38, -3e38],
+                        rng.normal(0, 1e-30, 1_000)]).astype(np.float32)
+    dz = rng.normal(0, 1, len(z)).astype(np.float32)
+    expected_h = torch.nn.functional.softsign(torch.from_numpy(z))
+    expected_dz = torch.from_numpy(dz) * (1 - expected_h.abs()).square()
+    h = vecmath.softsign_(z.copy())
+    assert np.array_equal(h, expected_h.numpy())
+    assert np.array_equal(vecmath.softsign_backward_(dz.copy(), h), expected_dz.numpy())
+
+
+def test_softsign_backward_rejects_mismatched_arrays():
+    with pytest.raises(ValueError, match=r"h must have dz's shape \(3,\), got \(4,\)"):
+        vecmath.softsign_backward_(np.zeros(3, np.float32), np.zeros(4, np.float32))
+    with pytest.raises(TypeError, match="h must be a C-contiguous float32 NumPy array, got a C-contiguous float64"):
+        vecmath.softsign_backward_(np.zeros(3, np.float32), np.zeros(3))
