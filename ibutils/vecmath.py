@@ -1,5 +1,5 @@
 """Float32 elementary functions written for loops that LLVM vectorises (numba, on the CPU), and the
-trainer's softplus built from them.
+trainer's softplus and softsign built from them.
 
 libm's `expf` and `log1pf` are calls that a loop cannot vectorise, and torch's CPU kernels run one
 function per pass over memory. The functions here are short polynomials on a reduced argument,
