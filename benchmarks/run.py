@@ -198,11 +198,12 @@ class Stepper:
     (what one step of `train.train` does, without snapshots), so that steps can be timed
     from any point of training and the state saved and restored."""
 
-    def __init__(self, x, y, activation: str, seeds):
+    def __init__(self, x, y, activation: str, seeds, quantise_bits: int | None = None):
         self.seeds = list(seeds)
         train_idx, _ = data.train_test_split(len(x), self.seeds)
-        self.config = train.TrainConfig(activation=activation)
-        self.net = train.Ensemble((x.shape[1], *self.config.hidden, 2), len(self.seeds), activation, device="cpu")
+        self.config = train.TrainConfig(activation=activation, quantise_bits=quantise_bits)
+        self.net = train.Ensemble((x.shape[1], *self.config.hidden, 2), len(self.seeds), activation, device="cpu",
+                                  quantise_bits=quantise_bits)
         self.net.initialise(self.seeds, self.config.init)
         self.opt = train._Adam(self.net.params, self.net.grad, self.config.lr)
         xt = torch.as_tensor(x, dtype=torch.float32)
@@ -337,9 +338,16 @@ def _activation_op_times(stepper, context, x_batch, repeats: int) -> tuple[float
     return tuple(timed)
 
 
-def _activation_of(variant: str) -> str:
-    """"softplus, torch" -> "softplus": the activation a variant of `activations_mode` trains."""
-    return variant.split()[0].rstrip(",")
+def _activation_of(variant: str) -> tuple[str, int | None]:
+    """"softplus, torch" -> ("softplus", None), "tanh 8-bit" -> ("tanh", 8): the activation and
+    quantisation a variant of `activations_mode` trains."""
+    words = variant.replace(",", "").split()
+    return words[0], 8 if "8-bit" in words else None
+
+
+def _ours(variant: str) -> str:
+    """"softplus, torch" -> "softplus": the variant of today's code that an earlier one is compared with."""
+    return variant.split(",")[0]
 
 
 def activations_mode(size, repeats: int) -> int:
@@ -347,21 +355,24 @@ def activations_mode(size, repeats: int) -> int:
     one chapter 6 trains with four activations), 50 seeds, batch 256, Adam, subnormals flushed as
     `train.train` does: tanh; softplus, and softplus as it was before `ibutils.vecmath` (torch's
     kernels, `baselines.torch_softplus`) and before issue 23 (`baselines.expm1_softplus`);
-    softsign, and softsign by torch's operations (`baselines.torch_softsign`). All timed in turn
-    in every round (one epoch of the same minibatches each, from the initial weights); then where
-    a step's activation time goes; and a check that each earlier step gives the same gradient as
-    today's: softplus's to rounding, softsign's bit for bit."""
+    softsign, and softsign by torch's operations (`baselines.torch_softsign`); chapter 6's 8-bit
+    tanh network, and with NumPy's fake quantisation (`baselines.numpy_quantise`). All timed in
+    turn in every round (one epoch of the same minibatches each, from the initial weights); then
+    where a step's activation time goes; and a check that each earlier step gives the same
+    gradient as today's: softplus's to rounding, softsign's and the 8-bit network's bit for bit."""
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     x, y = data.tishby()
     seeds = range(size["seeds"])
     variants = {"tanh": contextlib.nullcontext, "softplus": contextlib.nullcontext,
                 "softplus, torch": baselines.torch_softplus, "softplus before": baselines.expm1_softplus,
-                "softsign": contextlib.nullcontext, "softsign, torch": baselines.torch_softsign}
+                "softsign": contextlib.nullcontext, "softsign, torch": baselines.torch_softsign,
+                "tanh 8-bit": contextlib.nullcontext, "tanh 8-bit, NumPy": baselines.numpy_quantise}
     steppers = {}
     for name, context in variants.items():
         with context():
-            steppers[name] = Stepper(x, y, _activation_of(name), seeds)
+            activation, bits = _activation_of(name)
+            steppers[name] = Stepper(x, y, activation, seeds, quantise_bits=bits)
     batches = steppers["tanh"].batches(shuffle=False)
     states = {name: stepper.state() for name, stepper in steppers.items()}
     grads = {}
@@ -369,8 +380,8 @@ def activations_mode(size, repeats: int) -> int:
         with variants[name]():
             steppers[name].net.backward(*batches[0])
             grads[name] = steppers[name].net.grad.clone()
-    earlier = [name for name in grads if name != _activation_of(name)]
-    differences = {name: float((grads[_activation_of(name)] - grads[name]).abs().max() / grads[name].abs().max())
+    earlier = [name for name in grads if name != _ours(name)]
+    differences = {name: float((grads[_ours(name)] - grads[name]).abs().max() / grads[name].abs().max())
                    for name in earlier}
     print(f"{size['seeds']} seeds, {len(batches)} minibatches of {steppers['tanh'].config.batch_size} per timing "
           f"(one epoch from the initial weights); best (median) of {repeats} rounds; ratios: median over rounds\n")
@@ -392,10 +403,11 @@ def activations_mode(size, repeats: int) -> int:
               f"{1e3 * forward:>17.2f} ms{1e3 * backward:>14.2f} ms{1e3 * copies:>7.2f} ms")
     print()
     for name, difference in differences.items():
-        ours = _activation_of(name)
+        ours = _ours(name)
         print(f"{ours} / {name} per step: {np.median(times[ours] / times[name]):.2f}; "
               f"their gradients on the first minibatch differ by {difference:.1e} of the largest")
-    return 0 if max(differences.values()) < 1e-5 and differences["softsign, torch"] == 0 else 1
+    exact = differences["softsign, torch"] == differences["tanh 8-bit, NumPy"] == 0
+    return 0 if max(differences.values()) < 1e-5 and exact else 1
 
 
 def table_mode(size, repeats) -> int:

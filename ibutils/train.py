@@ -101,7 +101,10 @@ def fake_quantise_(h: torch.Tensor, bits: int) -> torch.Tensor:
     the codes of `ibutils.mi.quantise` up to ties at exact half-steps. A model whose layer is
     constant keeps its values (one level).
     """
-    if h.device.type == "cpu" and h.is_contiguous():  # NumPy: torch.aminmax over a batch was 100x slower here
+    if _numpy_ready(h, torch.float32):  # the same roundings as NumPy's below, in two passes instead of seven
+        vecmath.quantise_rows_(h.numpy().reshape(len(h), -1), bits)
+        return h
+    if _numpy_ready(h):  # NumPy: torch.aminmax over a batch was 100x slower here
         a = h.numpy()
         lo = a.min(axis=(1, 2), keepdims=True)
         step = (a.max(axis=(1, 2), keepdims=True) - lo) / (2**bits - 1)

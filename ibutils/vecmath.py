@@ -1,5 +1,5 @@
 """Float32 elementary functions written for loops that LLVM vectorises (numba, on the CPU), and the
-trainer's softplus and softsign built from them.
+trainer's elementwise steps built on them (softplus, softsign, fake quantisation).
 
 libm's `expf` and `log1pf` are calls that a loop cannot vectorise, and torch's CPU kernels run one
 function per pass over memory. The functions here are short polynomials on a reduced argument,
@@ -13,6 +13,8 @@ float32 lanes with AVX2 and can compute several results per element in one pass:
   functions, twice as fast as torch's softplus and its backward kernel (benchmarks/RESULTS.md).
 - `softsign_`, `softsign_backward_`: the trainer's softsign and its backward factor, bit for bit
   torch's arithmetic, in one pass each instead of torch's three with temporary tensors.
+- `quantise_rows_`: the trainer's fake quantisation (8-bit networks), bit for bit NumPy's
+  arithmetic, in two passes instead of seven.
 
 `exp` and `log1p` are numba functions for other compiled loops (from Python they take one float32).
 """
@@ -27,7 +29,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["softplus_", "softsign_", "softsign_backward_"]
+__all__ = ["softplus_", "softsign_", "softsign_backward_", "quantise_rows_"]
 
 # The steps of these functions must run as written (an error term is added after the terms it
 # corrects), so no reassociation: only no NaN or infinity and fused multiply-adds.
@@ -182,3 +184,40 @@ def softsign_backward_(dz: np.ndarray, h: np.ndarray) -> np.ndarray:
         raise ValueError(f"h must have dz's shape {dz.shape}, got {h.shape}")
     _softsign_backward(dz.reshape(-1), h.reshape(-1))
     return dz
+
+
+@numba.njit(fastmath={"nnan", "nsz"}, cache=True)
+def _range(row):
+    """(min, max) of a float32 row (vectorised: no NaN, and a zero's sign may go either way)."""
+    lo = row[0]
+    hi = row[0]
+    for j in range(len(row)):
+        lo = min(lo, row[j])
+        hi = max(hi, row[j])
+    return lo, hi
+
+
+@numba.njit(error_model="numpy", cache=True)
+def _quantise_rows(rows, levels):
+    for s in range(rows.shape[0]):
+        row = rows[s]
+        lo, hi = _range(row)
+        step = (hi - lo) / levels
+        if not step > 0:
+            step = _F(1)
+        for j in range(len(row)):  # no fused multiply-add: NumPy's roundings, one by one
+            row[j] = np.rint((row[j] - lo) / step) * step + lo
+
+
+def quantise_rows_(rows: np.ndarray, bits: int) -> np.ndarray:
+    """Round each row of `rows` [S, n] (float32, C-contiguous, finite) in place to the 2**bits
+    levels lo + k step, k = rint((x - lo) / step), step = (hi - lo) / (2**bits - 1), lo and hi the
+    row's min and max (step 1 for a constant row), rounded as NumPy rounds these operations one by
+    one. Returns `rows`."""
+    _check_float32(rows, "rows")
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        raise ValueError(f"rows must be [S, n] with n >= 1, got shape {rows.shape}")
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 24:
+        raise ValueError(f"bits must be an int in [1, 24], got {bits!r}")
+    _quantise_rows(rows, _F(2**bits - 1))
+    return rows

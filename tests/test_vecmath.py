@@ -1,6 +1,6 @@
 """`ibutils.vecmath`'s float32 functions against float64 NumPy: the exponential, log1p, and the
 trainer's softplus with its slope, in ulp of the exact values, with and without flushed
-subnormals; its softsign against torch's arithmetic, bit for bit."""
+subnormals; its softsign and fake quantisation against torch's and NumPy's arithmetic, bit for bit."""
 
 from __future__ import annotations
 
@@ -127,3 +127,31 @@ def test_softsign_backward_rejects_mismatched_arrays():
         vecmath.softsign_backward_(np.zeros(3, np.float32), np.zeros(4, np.float32))
     with pytest.raises(TypeError, match="h must be a C-contiguous float32 NumPy array, got a C-contiguous float64"):
         vecmath.softsign_backward_(np.zeros(3, np.float32), np.zeros(3))
+
+
+@pytest.mark.parametrize("shape", [(50, 10, 256), (6, 3, 4096), (3, 1, 1)])
+def test_quantise_rows_is_numpys_arithmetic_bit_for_bit(shape):
+    """The trainer's fake quantisation, against its NumPy path (float64 layers still take it: the
+    same operations in float32 give the same numbers), constant models included."""
+    rng = np.random.default_rng(2)
+    h = np.tanh(rng.normal(0, 3, shape)).astype(np.float32)
+    h[0] = 0.25
+    lo = h.min(axis=(1, 2), keepdims=True)
+    step = (h.max(axis=(1, 2), keepdims=True) - lo) / 255
+    step[step <= 0] = 1
+    expected = np.rint((h - lo) / step) * step + lo
+    ours = vecmath.quantise_rows_(h.copy().reshape(shape[0], -1), 8).reshape(shape)
+    assert np.array_equal(ours.view(np.int32), expected.view(np.int32))
+    assert len(np.unique(ours[-1])) <= 256 and np.all(ours[0] == 0.25)
+
+
+@pytest.mark.parametrize("rows, bits, message", [
+    (np.zeros((2, 0), np.float32), 8, r"rows must be \[S, n\] with n >= 1, got shape \(2, 0\)"),
+    (np.zeros(4, np.float32), 8, r"rows must be \[S, n\]"),
+    (np.zeros((2, 3), np.float32), 0, "bits must be an int in"),
+    (np.zeros((2, 3), np.float32), True, "bits must be an int in"),
+    (np.zeros((2, 3)), 8, "rows must be a C-contiguous float32"),
+])
+def test_quantise_rows_rejects_bad_input(rows, bits, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        vecmath.quantise_rows_(rows, bits)
