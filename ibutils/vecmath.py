@@ -146,13 +146,6 @@ def softplus_(z: np.ndarray, slope: np.ndarray | None = None) -> np.ndarray:
     return z
 
 
-def _check_float32(array, name: str) -> None:
-    if not (isinstance(array, np.ndarray) and array.dtype == np.float32 and array.flags.c_contiguous):
-        got = (f"a {'C-contiguous' if array.flags.c_contiguous else 'strided'} {array.dtype} array"
-               if isinstance(array, np.ndarray) else type(array).__name__)
-        raise TypeError(f"{name} must be a C-contiguous float32 NumPy array, got {got}")
-
-
 @numba.njit(error_model="numpy", cache=True)
 def _softsign_values(z):
     for i in range(len(z)):
@@ -221,3 +214,10 @@ def quantise_rows_(rows: np.ndarray, bits: int) -> np.ndarray:
         raise ValueError(f"bits must be an int in [1, 24], got {bits!r}")
     _quantise_rows(rows, _F(2**bits - 1))
     return rows
+
+
+def _check_float32(array, name: str) -> None:
+    if not (isinstance(array, np.ndarray) and array.dtype == np.float32 and array.flags.c_contiguous):
+        got = (f"a {'C-contiguous' if array.flags.c_contiguous else 'strided'} {array.dtype} array"
+               if isinstance(array, np.ndarray) else type(array).__name__)
+        raise TypeError(f"{name} must be a C-contiguous float32 NumPy array, got {got}")
