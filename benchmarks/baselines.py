@@ -172,19 +172,14 @@ class torch_softsign(_EarlierActivation):
 
 
 def _numpy_fake_quantise_(h: torch.Tensor, bits: int) -> torch.Tensor:
-    a = h.numpy()
-    lo = a.min(axis=(1, 2), keepdims=True)
-    step = (a.max(axis=(1, 2), keepdims=True) - lo) / (2**bits - 1)
-    step[step <= 0] = 1
-    np.subtract(a, lo, out=a)
-    np.rint(np.divide(a, step, out=a), out=a)
-    np.add(np.multiply(a, step, out=a), lo, out=a)
+    train._fake_quantise_numpy_(h.numpy(), bits)
     return h
 
 
 class numpy_quantise:
     """The trainer's fake quantisation at 5f9b1a0 (before `ibutils.vecmath.quantise_rows_`):
-    NumPy's reductions and five elementwise passes, the same roundings."""
+    NumPy's reductions and five elementwise passes (the trainer's path for float64 layers), the
+    same roundings."""
 
     def __enter__(self):
         self.saved = train.fake_quantise_

@@ -105,18 +105,22 @@ def fake_quantise_(h: torch.Tensor, bits: int) -> torch.Tensor:
         vecmath.quantise_rows_(h.numpy().reshape(len(h), -1), bits)
         return h
     if _numpy_ready(h):  # NumPy: torch.aminmax over a batch was 100x slower here
-        a = h.numpy()
-        lo = a.min(axis=(1, 2), keepdims=True)
-        step = (a.max(axis=(1, 2), keepdims=True) - lo) / (2**bits - 1)
-        step[step <= 0] = 1
-        np.subtract(a, lo, out=a)
-        np.rint(np.divide(a, step, out=a), out=a)
-        np.add(np.multiply(a, step, out=a), lo, out=a)
+        _fake_quantise_numpy_(h.numpy(), bits)
         return h
     lo, hi = torch.aminmax(h.reshape(len(h), -1), dim=1)
     step = hi.sub_(lo).div_(2**bits - 1)
     step = torch.where(step > 0, step, torch.ones_like(step))[:, None, None]
     return h.sub_(lo[:, None, None]).div_(step).round_().mul_(step).add_(lo[:, None, None])
+
+
+def _fake_quantise_numpy_(a: np.ndarray, bits: int) -> None:
+    """`fake_quantise_` of a NumPy array `[S, units, n]`, in place."""
+    lo = a.min(axis=(1, 2), keepdims=True)
+    step = (a.max(axis=(1, 2), keepdims=True) - lo) / (2**bits - 1)
+    step[step <= 0] = 1
+    np.subtract(a, lo, out=a)
+    np.rint(np.divide(a, step, out=a), out=a)
+    np.add(np.multiply(a, step, out=a), lo, out=a)
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
