@@ -168,7 +168,7 @@ class torch_softsign(_EarlierActivation):
     """The trainer's softsign at d20febd (before `ibutils.vecmath.softsign_`): torch's operations,
     the same arithmetic in three passes each way, with temporary tensors."""
 
-    replaced = (_torch_softsign_activate_, _torch_softsign_backprop_, frozenset({"softplus"}))
+    replaced = (_torch_softsign_activate_, _torch_softsign_backprop_, train.KEEPS_SLOPE)
 
 
 def _numpy_fake_quantise_(h: torch.Tensor, bits: int) -> torch.Tensor:
